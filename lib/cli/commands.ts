@@ -1,0 +1,6 @@
+// The list of CLI commands; add a module here to expose it as `pigg <name>`.
+import type { Command } from 'commander';
+import { register as fixture } from './fixture.js';
+import { register as inspect } from './inspect.js';
+
+export const commands: Array<(program: Command) => void> = [inspect, fixture];

@@ -1,0 +1,235 @@
+#include "api.h"
+
+#include <ATen/Parallel.h>
+#include <torch/version.h>
+
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "checkpoint.h"
+#include "error.h"
+#include "model.h"
+#include "safetensors.h"
+
+namespace pigg::api {
+namespace {
+
+using json = nlohmann::json;
+
+at::ScalarType toScalarType(DType dtype) {
+  switch (dtype) {
+    case DType::F32: return at::kFloat;
+    case DType::F16: return at::kHalf;
+    case DType::BF16: return at::kBFloat16;
+    case DType::F64: return at::kDouble;
+    case DType::I64: return at::kLong;
+    case DType::I32: return at::kInt;
+    case DType::U8: return at::kByte;
+    case DType::BOOL: return at::kBool;
+  }
+  throw Error("unknown dtype");
+}
+
+DType fromScalarType(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat: return DType::F32;
+    case at::kHalf: return DType::F16;
+    case at::kBFloat16: return DType::BF16;
+    case at::kDouble: return DType::F64;
+    case at::kLong: return DType::I64;
+    case at::kInt: return DType::I32;
+    case at::kByte: return DType::U8;
+    case at::kBool: return DType::BOOL;
+    default: throw Error(std::string("no host dtype for ") + c10::toString(type));
+  }
+}
+
+at::Tensor toTensor(const std::string& name, const HostTensor& host) {
+  const at::ScalarType type = toScalarType(host.dtype);
+  int64_t count = 1;
+  for (int64_t d : host.shape) {
+    if (d < 0) throw Error("tensor '" + name + "' has a negative dimension");
+    count *= d;
+  }
+  if (static_cast<size_t>(count) * c10::elementSize(type) != host.bytes) {
+    throw Error("tensor '" + name + "': " + std::to_string(host.bytes) + " bytes of data do not fit its shape and dtype");
+  }
+  return at::from_blob(host.data, host.shape, at::TensorOptions().dtype(type));
+}
+
+HostTensor toHost(const at::Tensor& tensor) {
+  // Floating outputs leave as fp32 whatever the compute dtype, so results compare across precisions.
+  at::Tensor cpu = tensor.detach().to(at::kCPU);
+  if (at::isFloatingType(cpu.scalar_type())) cpu = cpu.to(at::kFloat);
+  cpu = cpu.contiguous();
+  HostTensor host;
+  host.dtype = fromScalarType(cpu.scalar_type());
+  host.shape = cpu.sizes().vec();
+  host.data = cpu.data_ptr();
+  host.bytes = cpu.numel() * cpu.element_size();
+  host.owner = std::make_shared<at::Tensor>(cpu);
+  return host;
+}
+
+NamedTensors toHostMap(const TensorMap& tensors) {
+  NamedTensors out;
+  for (const auto& [name, tensor] : tensors) out.emplace_back(name, toHost(tensor));
+  return out;
+}
+
+// Maps named inputs onto the model's input struct, casting integer inputs to int64.
+ModelInputs toModelInputs(const NamedTensors& inputs) {
+  static const std::set<std::string> known = {"input_ids", "attention_mask", "labels", "pixel_values", "image_grid_thw"};
+  ModelInputs model;
+  for (const auto& [name, host] : inputs) {
+    if (!known.count(name)) throw Error("unknown input '" + name + "' (expected input_ids, attention_mask, labels, pixel_values, image_grid_thw)");
+    at::Tensor tensor = toTensor(name, host);
+    if (name == "pixel_values") {
+      if (!at::isFloatingType(tensor.scalar_type())) throw Error("pixel_values must be a floating-point tensor");
+      model.pixelValues = tensor;
+      continue;
+    }
+    if (at::isFloatingType(tensor.scalar_type())) throw Error(name + " must be an integer tensor");
+    tensor = tensor.to(at::kLong);
+    if (name == "input_ids") model.inputIds = tensor;
+    if (name == "attention_mask") model.attentionMask = tensor;
+    if (name == "labels") model.labels = tensor;
+    if (name == "image_grid_thw") model.imageGridThw = tensor;
+  }
+  if (!model.inputIds.defined()) throw Error("input 'input_ids' is required");
+  return model;
+}
+
+int64_t count(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+json parameterCounts(const ModelConfig& config, bool headTied) {
+  ModelConfig withHead = config;
+  withHead.tieWordEmbeddings = headTied;
+  int64_t vision = 0, text = 0;
+  for (const auto& spec : expectedWeights(withHead)) (spec.name.rfind("model.visual.", 0) == 0 ? vision : text) += count(spec.shape);
+  return {{"vision", vision}, {"text", text}, {"total", vision + text}};
+}
+
+json configSummary(const ModelConfig& config) {
+  const auto& t = config.text;
+  const auto& v = config.vision;
+  return {{"text", {{"layers", t.layers}, {"hidden", t.hidden}, {"intermediate", t.intermediate}, {"heads", t.heads}, {"kvHeads", t.kvHeads},
+                    {"headDim", t.headDim}, {"vocab", t.vocabSize}, {"ropeTheta", t.ropeTheta}, {"mropeSection", t.mropeSection}}},
+          {"vision", {{"depth", v.depth}, {"hidden", v.hidden}, {"intermediate", v.intermediate}, {"heads", v.heads}, {"patchSize", v.patchSize},
+                      {"temporalPatchSize", v.temporalPatchSize}, {"mergeSize", v.spatialMergeSize}, {"deepstackIndexes", v.deepstackIndexes}}},
+          {"imageTokenId", config.imageTokenId}, {"videoTokenId", config.videoTokenId}, {"visionStartTokenId", config.visionStartTokenId},
+          {"visionEndTokenId", config.visionEndTokenId}, {"tieWordEmbeddings", config.tieWordEmbeddings}, {"eosTokenIds", config.eosTokenIds},
+          {"padTokenId", config.padTokenId}};
+}
+
+// libtorch's own errors carry a C++ backtrace; callers get the message alone.
+template <typename Fn>
+auto guarded(Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const c10::Error& error) {
+    throw Error(error.what_without_backtrace());
+  }
+}
+
+}  // namespace
+
+class Model {
+ public:
+  std::unique_ptr<Qwen3VL> engine;
+  std::mutex mutex;  // one call at a time per model: calls come from worker threads
+};
+
+std::shared_ptr<Model> loadModel(const std::string& dir, const LoadOptions& options) {
+  auto model = std::make_shared<Model>();
+  pigg::LoadOptions engineOptions{options.device, options.dtype, options.threads, options.allowTf32};
+  model->engine = guarded([&] { return Qwen3VL::load(dir, engineOptions); });
+  return model;
+}
+
+std::string modelInfo(Model& model) {
+  std::lock_guard<std::mutex> lock(model.mutex);
+  const Qwen3VL& engine = *model.engine;
+  int64_t bytes = 0;
+  std::set<const void*> seen;  // a tied head shares the embedding's storage
+  for (const auto& [name, tensor] : engine.weights().tensors) {
+    if (seen.insert(tensor.data_ptr()).second) bytes += tensor.numel() * tensor.element_size();
+  }
+  json info = {{"path", engine.dir()},
+               {"architecture", "Qwen3VLForConditionalGeneration"},
+               {"device", engine.device().str()},
+               {"dtype", engine.dtype() == at::kBFloat16 ? "bf16" : "fp32"},
+               {"parameters", parameterCounts(engine.config(), engine.weights().headTied)},
+               {"parameterBytes", bytes},
+               {"tiedHead", engine.weights().headTied},
+               {"files", engine.weights().files},
+               {"warnings", engine.weights().warnings},
+               {"config", configSummary(engine.config())},
+               {"threads", at::get_num_threads()}};
+  return info.dump();
+}
+
+NamedTensors forward(Model& model, const NamedTensors& inputs, const std::vector<std::string>& outputs) {
+  std::lock_guard<std::mutex> lock(model.mutex);
+  return guarded([&] { return toHostMap(model.engine->forward(toModelInputs(inputs), std::set<std::string>(outputs.begin(), outputs.end()))); });
+}
+
+NamedTensors generate(Model& model, const NamedTensors& inputs, const GenerateOptions& options) {
+  std::lock_guard<std::mutex> lock(model.mutex);
+  pigg::GenerateOptions engineOptions;
+  engineOptions.maxNewTokens = options.maxNewTokens;
+  engineOptions.eosTokenIds = options.eosTokenIds.empty() && options.useConfigEos ? model.engine->config().eosTokenIds : options.eosTokenIds;
+  engineOptions.returnStepLogits = options.returnStepLogits;
+  return guarded([&] { return toHostMap(model.engine->generate(toModelInputs(inputs), engineOptions)); });
+}
+
+std::string inspectCheckpoint(const std::string& dir) {
+  const ModelConfig config = ModelConfig::fromDir(dir);
+  const CheckpointSummary summary = validateCheckpoint(dir, config);
+  json info = {{"path", dir},
+               {"architecture", config.raw.value("architectures", json::array({"Qwen3VLForConditionalGeneration"}))},
+               {"modelType", "qwen3_vl"},
+               {"files", summary.files},
+               {"tensors", summary.tensorCount},
+               {"dtypes", summary.dtypeCounts},
+               {"tiedHead", summary.headTied},
+               {"parameters", parameterCounts(config, summary.headTied)},
+               {"config", configSummary(config)},
+               {"warnings", summary.warnings}};
+  return info.dump();
+}
+
+NamedTensors readTensors(const std::string& path) {
+  const TensorSource source = TensorSource::openFile(path);
+  NamedTensors out;
+  for (const auto& name : source.names()) {
+    at::Tensor tensor = source.tensor(name);
+    HostTensor host;
+    host.dtype = fromScalarType(tensor.scalar_type());
+    host.shape = tensor.sizes().vec();
+    host.data = tensor.data_ptr();
+    host.bytes = tensor.numel() * tensor.element_size();
+    host.owner = std::make_shared<at::Tensor>(tensor);
+    out.emplace_back(name, host);
+  }
+  return out;
+}
+
+void writeTensors(const std::string& path, const NamedTensors& tensors) {
+  std::vector<std::pair<std::string, at::Tensor>> list;
+  for (const auto& [name, host] : tensors) list.emplace_back(name, toTensor(name, host));
+  writeSafetensors(path, list);
+}
+
+std::string versions() {
+  json out = {{"torch", TORCH_VERSION}, {"cuda", at::hasCUDA()}};
+  return out.dump();
+}
+
+}  // namespace pigg::api

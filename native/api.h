@@ -1,0 +1,53 @@
+// The engine's interface to the outside, free of torch types: the N-API layer includes only this header, so it
+// compiles in about a second and knows nothing of libtorch. Tensors cross as host buffers with a dtype and shape.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace pigg::api {
+
+enum class DType { F32, F16, BF16, F64, I64, I32, U8, BOOL };
+
+struct HostTensor {
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  void* data = nullptr;
+  size_t bytes = 0;
+  std::shared_ptr<void> owner;  // keeps data alive (an engine tensor, or a reference to a JS buffer)
+};
+
+using NamedTensors = std::vector<std::pair<std::string, HostTensor>>;
+
+struct LoadOptions {
+  std::string device = "cpu";
+  std::string dtype = "fp32";
+  int threads = 0;
+  bool allowTf32 = false;
+};
+
+struct GenerateOptions {
+  int64_t maxNewTokens = 512;
+  std::vector<int64_t> eosTokenIds;
+  bool useConfigEos = true;  // eosTokenIds empty and this set: the config's eos ids
+  bool returnStepLogits = false;
+};
+
+class Model;  // defined in api.cpp
+
+std::shared_ptr<Model> loadModel(const std::string& dir, const LoadOptions& options);
+// Parameter counts, dtype, device, memory, config summary and load warnings, as a JSON text.
+std::string modelInfo(Model& model);
+NamedTensors forward(Model& model, const NamedTensors& inputs, const std::vector<std::string>& outputs);
+NamedTensors generate(Model& model, const NamedTensors& inputs, const GenerateOptions& options);
+// Validates a checkpoint folder (config, headers, names, shapes) without loading data; a JSON summary.
+std::string inspectCheckpoint(const std::string& dir);
+// Reads every tensor of a .safetensors file into host tensors (fixtures, results).
+NamedTensors readTensors(const std::string& path);
+void writeTensors(const std::string& path, const NamedTensors& tensors);
+std::string versions();
+
+}  // namespace pigg::api

@@ -1,0 +1,304 @@
+// The N-API surface: translates JS values to the engine's host types and back, and runs every engine call on
+// a worker thread behind a Promise. It includes no torch header (see api.h).
+#include <napi.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "api.h"
+
+namespace {
+
+using pigg::api::DType;
+using pigg::api::HostTensor;
+using pigg::api::NamedTensors;
+
+struct DTypeName {
+  DType dtype;
+  const char* name;
+  napi_typedarray_type arrayType;
+};
+
+const DTypeName kDTypes[] = {
+    {DType::F32, "F32", napi_float32_array}, {DType::F16, "F16", napi_uint16_array},     {DType::BF16, "BF16", napi_uint16_array},
+    {DType::F64, "F64", napi_float64_array}, {DType::I64, "I64", napi_bigint64_array},   {DType::I32, "I32", napi_int32_array},
+    {DType::U8, "U8", napi_uint8_array},     {DType::BOOL, "BOOL", napi_uint8_array},
+};
+
+const DTypeName& byDType(DType dtype) {
+  for (const auto& entry : kDTypes) {
+    if (entry.dtype == dtype) return entry;
+  }
+  return kDTypes[0];
+}
+
+const DTypeName& byName(Napi::Env env, const std::string& name) {
+  for (const auto& entry : kDTypes) {
+    if (name == entry.name) return entry;
+  }
+  throw Napi::TypeError::New(env, "unknown tensor dtype '" + name + "'");
+}
+
+// A JS tensor {dtype, shape, data: TypedArray} viewed in place; the reference keeps its buffer alive until the
+// worker is done with it.
+struct BorrowedInputs {
+  NamedTensors tensors;
+  std::vector<std::shared_ptr<Napi::ObjectReference>> references;
+};
+
+BorrowedInputs borrowTensors(Napi::Env env, const Napi::Value& value) {
+  if (!value.IsObject()) throw Napi::TypeError::New(env, "inputs must be an object of named tensors");
+  Napi::Object object = value.As<Napi::Object>();
+  BorrowedInputs out;
+  Napi::Array names = object.GetPropertyNames();
+  for (uint32_t i = 0; i < names.Length(); ++i) {
+    const std::string name = names.Get(i).As<Napi::String>().Utf8Value();
+    Napi::Value entry = object.Get(name);
+    if (entry.IsUndefined() || entry.IsNull()) continue;
+    if (!entry.IsObject()) throw Napi::TypeError::New(env, "input '" + name + "' must be a tensor {dtype, shape, data}");
+    Napi::Object tensor = entry.As<Napi::Object>();
+    Napi::Value data = tensor.Get("data");
+    if (!data.IsTypedArray()) throw Napi::TypeError::New(env, "input '" + name + "': data must be a TypedArray");
+    Napi::TypedArray array = data.As<Napi::TypedArray>();
+    const DTypeName& dtype = byName(env, tensor.Get("dtype").ToString().Utf8Value());
+    if (array.TypedArrayType() != dtype.arrayType) throw Napi::TypeError::New(env, "input '" + name + "': data's TypedArray kind does not match dtype " + dtype.name);
+    Napi::Value shapeValue = tensor.Get("shape");
+    if (!shapeValue.IsArray()) throw Napi::TypeError::New(env, "input '" + name + "': shape must be an array");
+    Napi::Array shape = shapeValue.As<Napi::Array>();
+    HostTensor host;
+    host.dtype = dtype.dtype;
+    for (uint32_t d = 0; d < shape.Length(); ++d) host.shape.push_back(shape.Get(d).As<Napi::Number>().Int64Value());
+    host.data = static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
+    host.bytes = array.ByteLength();
+    auto reference = std::make_shared<Napi::ObjectReference>(Napi::Persistent(array.As<Napi::Object>()));
+    out.references.push_back(reference);
+    out.tensors.emplace_back(name, host);
+  }
+  return out;
+}
+
+Napi::Object tensorToJs(Napi::Env env, const HostTensor& host) {
+  const DTypeName& dtype = byDType(host.dtype);
+  Napi::ArrayBuffer buffer;
+  if (host.bytes == 0) {
+    buffer = Napi::ArrayBuffer::New(env, 0);
+  } else {
+    // Zero-copy: the ArrayBuffer owns a reference to the engine tensor and drops it when collected.
+    auto* keep = new std::shared_ptr<void>(host.owner);
+    buffer = Napi::ArrayBuffer::New(env, host.data, host.bytes, [](Napi::Env, void*, std::shared_ptr<void>* owner) { delete owner; }, keep);
+  }
+  size_t elementSize = 1;
+  switch (dtype.arrayType) {
+    case napi_float64_array:
+    case napi_bigint64_array: elementSize = 8; break;
+    case napi_float32_array:
+    case napi_int32_array: elementSize = 4; break;
+    case napi_uint16_array: elementSize = 2; break;
+    default: elementSize = 1;
+  }
+  napi_value array;
+  napi_status status = napi_create_typedarray(env, dtype.arrayType, host.bytes / elementSize, buffer, 0, &array);
+  NAPI_THROW_IF_FAILED(env, status, Napi::Object());
+  Napi::Object tensor = Napi::Object::New(env);
+  tensor.Set("dtype", dtype.name);
+  Napi::Array shape = Napi::Array::New(env, host.shape.size());
+  for (size_t d = 0; d < host.shape.size(); ++d) shape.Set(static_cast<uint32_t>(d), Napi::Number::New(env, static_cast<double>(host.shape[d])));
+  tensor.Set("shape", shape);
+  tensor.Set("data", Napi::Value(env, array));
+  return tensor;
+}
+
+Napi::Object tensorsToJs(Napi::Env env, const NamedTensors& tensors) {
+  Napi::Object out = Napi::Object::New(env);
+  for (const auto& [name, host] : tensors) out.Set(name, tensorToJs(env, host));
+  return out;
+}
+
+// Runs `work` on a worker thread and settles a Promise with `convert(result)`, or rejects with the message.
+template <typename Result>
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  PromiseWorker(Napi::Env env, std::function<Result()> work, std::function<Napi::Value(Napi::Env, Result&)> convert,
+                std::vector<std::shared_ptr<Napi::ObjectReference>> keepAlive = {})
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)), convert_(std::move(convert)),
+        keepAlive_(std::move(keepAlive)) {}
+
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      result_ = work_();
+    } catch (const std::exception& error) {
+      SetError(error.what());
+    } catch (...) {
+      SetError("unknown native error");
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    try {
+      deferred_.Resolve(convert_(env, result_));
+    } catch (const Napi::Error& error) {
+      deferred_.Reject(error.Value());
+    }
+  }
+  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::function<Result()> work_;
+  std::function<Napi::Value(Napi::Env, Result&)> convert_;
+  std::vector<std::shared_ptr<Napi::ObjectReference>> keepAlive_;
+  Result result_{};
+};
+
+template <typename Result>
+Napi::Promise schedule(Napi::Env env, std::function<Result()> work, std::function<Napi::Value(Napi::Env, Result&)> convert,
+                       std::vector<std::shared_ptr<Napi::ObjectReference>> keepAlive = {}) {
+  auto* worker = new PromiseWorker<Result>(env, std::move(work), std::move(convert), std::move(keepAlive));
+  Napi::Promise promise = worker->promise();
+  worker->Queue();
+  return promise;
+}
+
+Napi::Value jsonText(Napi::Env env, std::string& text) { return Napi::String::New(env, text); }
+
+std::string stringArg(const Napi::CallbackInfo& info, size_t index, const char* what) {
+  if (info.Length() <= index || !info[index].IsString()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a string");
+  return info[index].As<Napi::String>().Utf8Value();
+}
+
+std::vector<std::string> stringList(Napi::Env env, const Napi::Value& value, const char* what) {
+  std::vector<std::string> out;
+  if (value.IsUndefined()) return out;
+  if (!value.IsArray()) throw Napi::TypeError::New(env, std::string(what) + " must be an array of strings");
+  Napi::Array array = value.As<Napi::Array>();
+  for (uint32_t i = 0; i < array.Length(); ++i) out.push_back(array.Get(i).ToString().Utf8Value());
+  return out;
+}
+
+class NativeModel : public Napi::ObjectWrap<NativeModel> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "NativeModel",
+                       {InstanceMethod("info", &NativeModel::Info), InstanceMethod("forward", &NativeModel::Forward),
+                        InstanceMethod("generate", &NativeModel::Generate), InstanceMethod("dispose", &NativeModel::Dispose)});
+  }
+
+  NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "NativeModel is created by load()");
+    model_ = *info[0].As<Napi::External<std::shared_ptr<pigg::api::Model>>>().Data();
+  }
+
+  static Napi::FunctionReference constructor;
+
+ private:
+  std::shared_ptr<pigg::api::Model> live(Napi::Env env) {
+    if (!model_) throw Napi::Error::New(env, "the model was disposed");
+    return model_;
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    auto model = live(info.Env());
+    return schedule<std::string>(info.Env(), [model] { return pigg::api::modelInfo(*model); }, jsonText);
+  }
+
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto model = live(env);
+    BorrowedInputs inputs = borrowTensors(env, info[0]);
+    std::vector<std::string> outputs = stringList(env, info[1], "outputs");
+    NamedTensors tensors = inputs.tensors;
+    return schedule<NamedTensors>(
+        env, [model, tensors, outputs] { return pigg::api::forward(*model, tensors, outputs); }, tensorsToJs, inputs.references);
+  }
+
+  Napi::Value Generate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto model = live(env);
+    BorrowedInputs inputs = borrowTensors(env, info[0]);
+    pigg::api::GenerateOptions options;
+    if (info.Length() > 1 && info[1].IsObject()) {
+      Napi::Object opts = info[1].As<Napi::Object>();
+      if (opts.Has("maxNewTokens")) options.maxNewTokens = opts.Get("maxNewTokens").As<Napi::Number>().Int64Value();
+      if (opts.Has("eosTokenIds") && opts.Get("eosTokenIds").IsArray()) {
+        Napi::Array ids = opts.Get("eosTokenIds").As<Napi::Array>();
+        for (uint32_t i = 0; i < ids.Length(); ++i) options.eosTokenIds.push_back(ids.Get(i).As<Napi::Number>().Int64Value());
+        options.useConfigEos = false;
+      }
+      if (opts.Has("returnStepLogits")) options.returnStepLogits = opts.Get("returnStepLogits").ToBoolean();
+    }
+    NamedTensors tensors = inputs.tensors;
+    return schedule<NamedTensors>(
+        env, [model, tensors, options] { return pigg::api::generate(*model, tensors, options); }, tensorsToJs, inputs.references);
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    model_.reset();  // running calls hold their own reference and finish first
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<pigg::api::Model> model_;
+};
+
+Napi::FunctionReference NativeModel::constructor;
+
+Napi::Value Load(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string dir = stringArg(info, 0, "model directory");
+  pigg::api::LoadOptions options;
+  if (info.Length() > 1 && info[1].IsObject()) {
+    Napi::Object opts = info[1].As<Napi::Object>();
+    if (opts.Has("device")) options.device = opts.Get("device").ToString().Utf8Value();
+    if (opts.Has("dtype")) options.dtype = opts.Get("dtype").ToString().Utf8Value();
+    if (opts.Has("threads")) options.threads = opts.Get("threads").As<Napi::Number>().Int32Value();
+    if (opts.Has("allowTf32")) options.allowTf32 = opts.Get("allowTf32").ToBoolean();
+  }
+  return schedule<std::shared_ptr<pigg::api::Model>>(
+      env, [dir, options] { return pigg::api::loadModel(dir, options); },
+      [](Napi::Env env, std::shared_ptr<pigg::api::Model>& model) -> Napi::Value {
+        auto external = Napi::External<std::shared_ptr<pigg::api::Model>>::New(env, &model);
+        return NativeModel::constructor.New({external});
+      });
+}
+
+Napi::Value Inspect(const Napi::CallbackInfo& info) {
+  const std::string dir = stringArg(info, 0, "model directory");
+  return schedule<std::string>(info.Env(), [dir] { return pigg::api::inspectCheckpoint(dir); }, jsonText);
+}
+
+Napi::Value ReadTensors(const Napi::CallbackInfo& info) {
+  const std::string path = stringArg(info, 0, "path");
+  return schedule<NamedTensors>(info.Env(), [path] { return pigg::api::readTensors(path); }, tensorsToJs);
+}
+
+Napi::Value WriteTensors(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string path = stringArg(info, 0, "path");
+  BorrowedInputs inputs = borrowTensors(env, info[1]);
+  NamedTensors tensors = inputs.tensors;
+  return schedule<bool>(
+      env, [path, tensors] { pigg::api::writeTensors(path, tensors); return true; },
+      [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); }, inputs.references);
+}
+
+Napi::Value Versions(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), pigg::api::versions()); }
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  Napi::Function modelClass = NativeModel::Init(env);
+  NativeModel::constructor = Napi::Persistent(modelClass);
+  NativeModel::constructor.SuppressDestruct();
+  exports.Set("NativeModel", modelClass);
+  exports.Set("load", Napi::Function::New(env, Load));
+  exports.Set("inspect", Napi::Function::New(env, Inspect));
+  exports.Set("readTensors", Napi::Function::New(env, ReadTensors));
+  exports.Set("writeTensors", Napi::Function::New(env, WriteTensors));
+  exports.Set("versions", Napi::Function::New(env, Versions));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(pigg, Init)

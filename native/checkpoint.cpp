@@ -1,0 +1,161 @@
+#include "checkpoint.h"
+
+#include <set>
+
+#include "error.h"
+#include "safetensors.h"
+
+namespace pigg {
+namespace {
+
+std::string shapeText(const std::vector<int64_t>& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
+// Third-party exports use shorter prefixes; map them onto transformers' module paths.
+std::string canonicalName(const std::string& name) {
+  auto startsWith = [&](const char* prefix) { return name.rfind(prefix, 0) == 0; };
+  if (startsWith("model.visual.") || startsWith("model.language_model.") || name == "lm_head.weight") return name;
+  if (startsWith("visual.")) return "model." + name;
+  if (startsWith("language_model.model.")) return "model.language_model." + name.substr(21);
+  if (startsWith("language_model.")) return "model." + name;
+  if (startsWith("model.")) return "model.language_model." + name.substr(6);
+  return name;
+}
+
+struct Resolved {
+  TensorSource source;
+  std::map<std::string, std::string> canonicalToStored;
+  CheckpointSummary summary;
+};
+
+Resolved resolve(const std::string& dir, const ModelConfig& config) {
+  Resolved out{TensorSource::openDir(dir), {}, {}};
+  out.summary.files = out.source.files();
+  for (const auto& stored : out.source.names()) {
+    const std::string canonical = canonicalName(stored);
+    if (!out.canonicalToStored.emplace(canonical, stored).second) {
+      throw Error(out.source.fileOf(stored) + ": tensors '" + stored + "' and '" + out.canonicalToStored[canonical] + "' map to the same weight '" + canonical + "'");
+    }
+    out.summary.dtypeCounts[out.source.entry(stored).dtype]++;
+    out.summary.tensorCount++;
+  }
+  std::set<std::string> expectedNames;
+  const bool hasHead = out.canonicalToStored.count("lm_head.weight") > 0;
+  if (!hasHead && !config.tieWordEmbeddings) {
+    throw Error(dir + ": config says tie_word_embeddings is false but the checkpoint has no lm_head.weight");
+  }
+  out.summary.headTied = !hasHead;
+  ModelConfig withHead = config;
+  withHead.tieWordEmbeddings = !hasHead;
+  for (const auto& spec : expectedWeights(withHead)) {
+    expectedNames.insert(spec.name);
+    auto it = out.canonicalToStored.find(spec.name);
+    if (it == out.canonicalToStored.end()) throw Error(dir + ": weight '" + spec.name + "' is missing (expected shape " + shapeText(spec.shape) + ")");
+    const TensorEntry& entry = out.source.entry(it->second);
+    if (entry.shape != spec.shape) {
+      throw Error(out.source.fileOf(it->second) + ": tensor '" + it->second + "' has shape " + shapeText(entry.shape) + " but config.json implies " +
+                  shapeText(spec.shape));
+    }
+    if (entry.dtype != "F32" && entry.dtype != "BF16" && entry.dtype != "F16") {
+      throw Error(out.source.fileOf(it->second) + ": tensor '" + it->second + "' has dtype " + entry.dtype + "; weights must be F32, BF16 or F16");
+    }
+  }
+  for (const auto& [canonical, stored] : out.canonicalToStored) {
+    if (!expectedNames.count(canonical)) out.summary.warnings.push_back("unused tensor '" + stored + "' in " + out.source.fileOf(stored));
+  }
+  return out;
+}
+
+}  // namespace
+
+const at::Tensor& Weights::operator[](const std::string& name) const {
+  auto it = tensors.find(name);
+  if (it == tensors.end()) throw Error("weight '" + name + "' is not loaded");
+  return it->second;
+}
+
+std::vector<WeightSpec> expectedWeights(const ModelConfig& config) {
+  const VisionConfig& v = config.vision;
+  const TextConfig& t = config.text;
+  const int64_t merged = v.hidden * v.spatialMergeSize * v.spatialMergeSize;
+  std::vector<WeightSpec> specs;
+  const std::string vp = "model.visual.";
+  specs.push_back({vp + "patch_embed.proj.weight", {v.hidden, v.inChannels, v.temporalPatchSize, v.patchSize, v.patchSize}});
+  specs.push_back({vp + "patch_embed.proj.bias", {v.hidden}});
+  specs.push_back({vp + "pos_embed.weight", {v.numPositionEmbeddings, v.hidden}});
+  for (int64_t i = 0; i < v.depth; ++i) {
+    const std::string b = vp + "blocks." + std::to_string(i) + ".";
+    for (const char* norm : {"norm1", "norm2"}) {
+      specs.push_back({b + norm + ".weight", {v.hidden}});
+      specs.push_back({b + norm + ".bias", {v.hidden}});
+    }
+    specs.push_back({b + "attn.qkv.weight", {3 * v.hidden, v.hidden}});
+    specs.push_back({b + "attn.qkv.bias", {3 * v.hidden}});
+    specs.push_back({b + "attn.proj.weight", {v.hidden, v.hidden}});
+    specs.push_back({b + "attn.proj.bias", {v.hidden}});
+    specs.push_back({b + "mlp.linear_fc1.weight", {v.intermediate, v.hidden}});
+    specs.push_back({b + "mlp.linear_fc1.bias", {v.intermediate}});
+    specs.push_back({b + "mlp.linear_fc2.weight", {v.hidden, v.intermediate}});
+    specs.push_back({b + "mlp.linear_fc2.bias", {v.hidden}});
+  }
+  auto merger = [&](const std::string& prefix, int64_t normWidth) {
+    specs.push_back({prefix + "norm.weight", {normWidth}});
+    specs.push_back({prefix + "norm.bias", {normWidth}});
+    specs.push_back({prefix + "linear_fc1.weight", {merged, merged}});
+    specs.push_back({prefix + "linear_fc1.bias", {merged}});
+    specs.push_back({prefix + "linear_fc2.weight", {v.outHidden, merged}});
+    specs.push_back({prefix + "linear_fc2.bias", {v.outHidden}});
+  };
+  merger(vp + "merger.", v.hidden);
+  for (size_t j = 0; j < v.deepstackIndexes.size(); ++j) merger(vp + "deepstack_merger_list." + std::to_string(j) + ".", merged);
+
+  const std::string tp = "model.language_model.";
+  specs.push_back({tp + "embed_tokens.weight", {t.vocabSize, t.hidden}});
+  for (int64_t l = 0; l < t.layers; ++l) {
+    const std::string p = tp + "layers." + std::to_string(l) + ".";
+    specs.push_back({p + "input_layernorm.weight", {t.hidden}});
+    specs.push_back({p + "self_attn.q_proj.weight", {t.heads * t.headDim, t.hidden}});
+    specs.push_back({p + "self_attn.k_proj.weight", {t.kvHeads * t.headDim, t.hidden}});
+    specs.push_back({p + "self_attn.v_proj.weight", {t.kvHeads * t.headDim, t.hidden}});
+    specs.push_back({p + "self_attn.o_proj.weight", {t.hidden, t.heads * t.headDim}});
+    if (t.attentionBias) {
+      specs.push_back({p + "self_attn.q_proj.bias", {t.heads * t.headDim}});
+      specs.push_back({p + "self_attn.k_proj.bias", {t.kvHeads * t.headDim}});
+      specs.push_back({p + "self_attn.v_proj.bias", {t.kvHeads * t.headDim}});
+      specs.push_back({p + "self_attn.o_proj.bias", {t.hidden}});
+    }
+    specs.push_back({p + "self_attn.q_norm.weight", {t.headDim}});
+    specs.push_back({p + "self_attn.k_norm.weight", {t.headDim}});
+    specs.push_back({p + "post_attention_layernorm.weight", {t.hidden}});
+    specs.push_back({p + "mlp.gate_proj.weight", {t.intermediate, t.hidden}});
+    specs.push_back({p + "mlp.up_proj.weight", {t.intermediate, t.hidden}});
+    specs.push_back({p + "mlp.down_proj.weight", {t.hidden, t.intermediate}});
+  }
+  specs.push_back({tp + "norm.weight", {t.hidden}});
+  if (!config.tieWordEmbeddings) specs.push_back({"lm_head.weight", {t.vocabSize, t.hidden}});
+  return specs;
+}
+
+CheckpointSummary validateCheckpoint(const std::string& dir, const ModelConfig& config) { return resolve(dir, config).summary; }
+
+Weights loadWeights(const std::string& dir, const ModelConfig& config, at::Device device, at::ScalarType dtype) {
+  Resolved resolved = resolve(dir, config);
+  Weights weights;
+  weights.files = resolved.summary.files;
+  weights.warnings = resolved.summary.warnings;
+  weights.headTied = resolved.summary.headTied;
+  ModelConfig withHead = config;
+  withHead.tieWordEmbeddings = weights.headTied;
+  for (const auto& spec : expectedWeights(withHead)) {
+    const at::Tensor stored = resolved.source.tensor(resolved.canonicalToStored.at(spec.name));
+    // Same dtype on CPU keeps the copy-on-write mapping (no copy); anything else converts once.
+    weights.tensors[spec.name] = stored.to(device, dtype);
+  }
+  if (weights.headTied) weights.tensors["lm_head.weight"] = weights.tensors.at("model.language_model.embed_tokens.weight");
+  return weights;
+}
+
+}  // namespace pigg

@@ -1,0 +1,262 @@
+#include "model.h"
+
+#include <ATen/Parallel.h>
+
+#include <limits>
+#include <thread>
+
+#include "error.h"
+#include "rope.h"
+
+namespace pigg {
+namespace {
+
+at::Device parseDevice(const std::string& name) {
+  if (name != "cpu" && name.rfind("cuda", 0) != 0) throw Error("unknown device '" + name + "' (use cpu, cuda or cuda:N)");
+  at::Device device = at::kCPU;
+  try {
+    device = at::Device(name);
+  } catch (const std::exception&) {
+    throw Error("unknown device '" + name + "' (use cpu, cuda or cuda:N)");
+  }
+  if (device.is_cuda()) {
+    if (!at::hasCUDA()) throw Error("device '" + name + "' requested, but this libtorch has no CUDA support or no GPU is visible");
+  }
+  return device;
+}
+
+at::ScalarType parseDtype(const std::string& name) {
+  if (name == "fp32" || name == "float32") return at::kFloat;
+  if (name == "bf16" || name == "bfloat16") return at::kBFloat16;
+  throw Error("unknown dtype '" + name + "' (use fp32 or bf16)");
+}
+
+double lowestValue(at::ScalarType dtype) {
+  if (dtype == at::kBFloat16) return static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest());
+  if (dtype == at::kHalf) return static_cast<double>(std::numeric_limits<c10::Half>::lowest());
+  return static_cast<double>(std::numeric_limits<float>::lowest());
+}
+
+// Additive mask allowing query i (at absolute position keyLength - queries + i) to see valid keys up to itself.
+at::Tensor additiveMask(const at::Tensor& keyValid, int64_t queries, at::ScalarType dtype) {
+  const int64_t batch = keyValid.size(0), keys = keyValid.size(1);
+  const auto device = keyValid.device();
+  const at::Tensor causal = at::ones({queries, keys}, at::TensorOptions().dtype(at::kBool).device(device)).tril(keys - queries);
+  const at::Tensor allowed = causal.view({1, 1, queries, keys}) & keyValid.view({batch, 1, 1, keys});
+  // The dtype's lowest finite value (not -inf), as transformers uses, keeps fully padded query rows finite.
+  return at::zeros({batch, 1, queries, keys}, at::TensorOptions().dtype(dtype).device(device)).masked_fill(allowed.logical_not(), lowestValue(dtype));
+}
+
+}  // namespace
+
+const std::set<std::string>& forwardOutputNames() {
+  static const std::set<std::string> names = {
+      "position_ids", "rope_deltas", "rope_deltas_unpadded", "vision_patch_embed", "vision_pos_embed", "vision_rotary_cos",
+      "vision_rotary_sin", "vision_blocks_out", "image_embeds", "deepstack_embeds", "inputs_embeds", "text_rotary_cos",
+      "text_rotary_sin", "decoder_layer_outputs", "last_hidden_state", "logits", "loss"};
+  return names;
+}
+
+std::unique_ptr<Qwen3VL> Qwen3VL::load(const std::string& dir, const LoadOptions& options) {
+  std::unique_ptr<Qwen3VL> model(new Qwen3VL());
+  model->dir_ = dir;
+  model->device_ = parseDevice(options.device);
+  model->dtype_ = parseDtype(options.dtype);
+  const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(threads);
+  if (model->device_.is_cuda()) {
+    at::globalContext().setAllowTF32CuBLAS(options.allowTf32);
+    at::globalContext().setAllowTF32CuDNN(options.allowTf32);
+  }
+  model->config_ = ModelConfig::fromDir(dir);
+  model->weights_ = loadWeights(dir, model->config_, model->device_, model->dtype_);
+  model->invFreq_ = textInvFreq(model->config_.text).to(model->device_);
+  model->vision_ = std::make_unique<VisionTower>(model->config_.vision, model->weights_);
+  model->text_ = std::make_unique<TextDecoder>(model->config_, model->weights_);
+  return model;
+}
+
+void Qwen3VL::validate(const ModelInputs& inputs) const {
+  const at::Tensor& ids = inputs.inputIds;
+  if (!ids.defined() || ids.dim() != 2 || ids.size(1) == 0) throw Error("input_ids must have shape [batch, length] with length > 0");
+  auto sameShape = [&](const at::Tensor& t, const char* name) {
+    if (t.defined() && t.sizes() != ids.sizes()) throw Error(std::string(name) + " must have the shape of input_ids");
+  };
+  sameShape(inputs.attentionMask, "attention_mask");
+  sameShape(inputs.labels, "labels");
+  const int64_t vocab = config_.text.vocabSize;
+  if (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= vocab) {
+    throw Error("input_ids contain a token id outside the vocabulary [0, " + std::to_string(vocab) + ")");
+  }
+  const int64_t imageTokens = (ids == config_.imageTokenId).sum().item<int64_t>();
+  if (!inputs.pixelValues.defined()) {
+    if (imageTokens > 0) throw Error("input_ids contain " + std::to_string(imageTokens) + " image tokens but no pixel_values were given");
+    return;
+  }
+  vision_->validate(inputs.pixelValues, inputs.imageGridThw);
+  const int64_t merge = config_.vision.spatialMergeSize;
+  const int64_t features = inputs.pixelValues.size(0) / (merge * merge);
+  if (imageTokens != features) {
+    throw Error("input_ids contain " + std::to_string(imageTokens) + " image tokens but the images (image_grid_thw) give " + std::to_string(features) +
+                " image features");
+  }
+}
+
+at::Tensor Qwen3VL::embedWithImages(const at::Tensor& inputIds, const VisionOutputs& vision, at::Tensor* visualIndex) const {
+  at::Tensor embeds = text_->embed(inputIds);
+  if (!vision.imageEmbeds.defined()) return embeds;
+  const at::Tensor index = (inputIds.reshape({-1}) == config_.imageTokenId).nonzero().squeeze(1).to(device_);
+  *visualIndex = index;
+  const int64_t hidden = embeds.size(-1);
+  // Rows in batch-major order, like masked_scatter; the replaced rows get no gradient into the embedding.
+  return embeds.reshape({-1, hidden}).index_copy(0, index, vision.imageEmbeds.to(embeds.scalar_type())).view(embeds.sizes());
+}
+
+at::Tensor addAtPositions(const at::Tensor& hidden, const at::Tensor& visualIndex, const at::Tensor& feature) {
+  const int64_t width = hidden.size(-1);
+  return hidden.reshape({-1, width}).index_add(0, visualIndex, feature.to(hidden.scalar_type())).view(hidden.sizes());
+}
+
+AttentionContext Qwen3VL::attentionContext(const at::Tensor& positionIds, const at::Tensor& attentionMask) const {
+  AttentionContext context;
+  auto [cos, sin] = textRotary(positionIds, invFreq_, config_.text.mropeSection);
+  context.cos = cos.to(dtype_);
+  context.sin = sin.to(dtype_);
+  if (attentionMask.defined() && (attentionMask == 0).any().item<bool>()) {
+    context.mask = additiveMask(attentionMask.to(device_).to(at::kBool), positionIds.size(2), dtype_);
+  }
+  return context;
+}
+
+at::Tensor causalLmLoss(const at::Tensor& logits, const at::Tensor& labels) {
+  const int64_t batch = labels.size(0), length = labels.size(1);
+  const at::Tensor target = at::cat({labels.narrow(1, 1, length - 1), at::full({batch, 1}, -100, labels.options())}, 1).to(logits.device());
+  return at::cross_entropy_loss(logits.to(at::kFloat).reshape({-1, logits.size(-1)}), target.reshape({-1}), {}, at::Reduction::Mean, -100);
+}
+
+TensorMap Qwen3VL::forward(const ModelInputs& inputs, const std::set<std::string>& outputs) {
+  for (const auto& name : outputs) {
+    if (!forwardOutputNames().count(name)) throw Error("unknown forward output '" + name + "'");
+  }
+  if (outputs.count("loss") && !inputs.labels.defined()) throw Error("output 'loss' needs labels");
+  validate(inputs);
+  at::NoGradGuard noGrad;
+  auto want = [&](const char* name) { return outputs.count(name) > 0; };
+  TensorMap out;
+  const bool keepVision = want("vision_patch_embed") || want("vision_pos_embed") || want("vision_rotary_cos") || want("vision_rotary_sin") ||
+                          want("vision_blocks_out");
+  VisionOutputs vision;
+  if (inputs.pixelValues.defined()) vision = vision_->forward(inputs.pixelValues, inputs.imageGridThw, keepVision);
+  if (keepVision && vision.imageEmbeds.defined()) {
+    out["vision_patch_embed"] = vision.patchEmbed;
+    out["vision_pos_embed"] = vision.posEmbed;
+    out["vision_rotary_cos"] = vision.rotaryCos;
+    out["vision_rotary_sin"] = vision.rotarySin;
+    out["vision_blocks_out"] = vision.blocksOut;
+  }
+  if (vision.imageEmbeds.defined()) {
+    out["image_embeds"] = vision.imageEmbeds;
+    for (size_t j = 0; j < vision.deepstack.size(); ++j) out["deepstack_embeds." + std::to_string(j)] = vision.deepstack[j];
+  }
+  const at::Tensor ids = inputs.inputIds.to(at::kCPU);
+  const RopeIndex rope = ropeIndex(ids, inputs.attentionMask.defined() ? inputs.attentionMask.to(at::kCPU) : at::Tensor(),
+                                   inputs.imageGridThw.defined() ? inputs.imageGridThw.to(at::kCPU) : at::Tensor(), config_);
+  out["position_ids"] = rope.positionIds;
+  out["rope_deltas"] = rope.ropeDeltasPadded;
+  out["rope_deltas_unpadded"] = rope.ropeDeltas;
+
+  at::Tensor visualIndex;
+  at::Tensor hidden = embedWithImages(ids, vision, &visualIndex);
+  out["inputs_embeds"] = hidden;
+  const AttentionContext context = attentionContext(rope.positionIds, inputs.attentionMask);
+  if (want("text_rotary_cos") || want("text_rotary_sin")) {
+    auto [cos, sin] = textRotary(rope.positionIds, invFreq_, config_.text.mropeSection);
+    out["text_rotary_cos"] = cos;
+    out["text_rotary_sin"] = sin;
+  }
+  std::vector<at::Tensor> layerOutputs;
+  for (int64_t l = 0; l < text_->layers(); ++l) {
+    hidden = text_->layer(l, hidden, context);
+    if (l < static_cast<int64_t>(vision.deepstack.size())) hidden = addAtPositions(hidden, visualIndex, vision.deepstack[l]);
+    if (want("decoder_layer_outputs")) layerOutputs.push_back(hidden);
+  }
+  if (!layerOutputs.empty()) out["decoder_layer_outputs"] = at::stack(layerOutputs);
+  const at::Tensor normed = text_->norm(hidden);
+  out["last_hidden_state"] = normed;
+  if (want("logits") || want("loss")) {
+    const at::Tensor logits = text_->logits(normed);
+    out["logits"] = logits;
+    if (inputs.labels.defined()) out["loss"] = causalLmLoss(logits, inputs.labels).reshape({1});
+  }
+  // Only what was asked for leaves (deepstack_embeds stands for all of its parts).
+  TensorMap selected;
+  for (auto& [name, tensor] : out) {
+    const std::string base = name.rfind("deepstack_embeds.", 0) == 0 ? "deepstack_embeds" : name;
+    if (outputs.count(base) || outputs.count(name)) selected[name] = tensor;
+  }
+  return selected;
+}
+
+TensorMap Qwen3VL::generate(const ModelInputs& prompts, const GenerateOptions& options) {
+  validate(prompts);
+  if (options.maxNewTokens < 1) throw Error("maxNewTokens must be at least 1");
+  at::NoGradGuard noGrad;
+  const at::Tensor ids = prompts.inputIds.to(at::kCPU);
+  const int64_t batch = ids.size(0), promptLength = ids.size(1);
+  const at::Tensor mask = prompts.attentionMask.defined() ? prompts.attentionMask.to(at::kCPU).to(at::kLong) : at::ones_like(ids);
+  if ((mask.select(1, promptLength - 1) == 0).any().item<bool>()) {
+    throw Error("generation prompts must be left padded: a row of attention_mask ends with padding");
+  }
+  VisionOutputs vision;
+  if (prompts.pixelValues.defined()) vision = vision_->forward(prompts.pixelValues, prompts.imageGridThw, false);
+  const RopeIndex rope = ropeIndex(ids, mask, prompts.imageGridThw.defined() ? prompts.imageGridThw.to(at::kCPU) : at::Tensor(), config_);
+
+  at::Tensor visualIndex;
+  at::Tensor hidden = embedWithImages(ids, vision, &visualIndex);
+  AttentionContext context = attentionContext(rope.positionIds, mask);
+  KVCache cache = text_->newCache(batch, promptLength + options.maxNewTokens);
+  for (int64_t l = 0; l < text_->layers(); ++l) {
+    hidden = text_->layer(l, hidden, context, &cache);
+    if (l < static_cast<int64_t>(vision.deepstack.size())) hidden = addAtPositions(hidden, visualIndex, vision.deepstack[l]);
+  }
+  cache.length = promptLength;
+  at::Tensor lastLogits = text_->logits(text_->norm(hidden.select(1, promptLength - 1))).to(at::kFloat);
+
+  const bool padded = (mask == 0).any().item<bool>();
+  at::Tensor keyValid = mask.to(device_).to(at::kBool);
+  const at::Tensor eos = at::tensor(options.eosTokenIds.empty() ? std::vector<int64_t>{-1} : options.eosTokenIds, at::kLong).to(device_);
+  at::Tensor finished = at::zeros({batch}, at::TensorOptions().dtype(at::kBool).device(device_));
+  const at::Tensor nextBase = rope.maxPosition.to(device_) + 1;  // new token s gets max prompt position + 1 + s
+  std::vector<at::Tensor> tokens, stepLogits, fedPositions;
+  for (int64_t step = 0; step < options.maxNewTokens; ++step) {
+    if (options.returnStepLogits) stepLogits.push_back(lastLogits);
+    at::Tensor next = lastLogits.argmax(-1);  // ties go to the lowest index
+    if (!options.eosTokenIds.empty()) {
+      next = at::where(finished, at::full_like(next, config_.padTokenId), next);
+      finished = finished | at::isin(next, eos);
+    }
+    tokens.push_back(next);
+    if (step == options.maxNewTokens - 1 || (!options.eosTokenIds.empty() && finished.all().item<bool>())) break;
+    const at::Tensor position = (nextBase + step).view({1, batch, 1}).expand({3, batch, 1}).contiguous();
+    fedPositions.push_back(position);
+    AttentionContext stepContext;
+    auto [cos, sin] = textRotary(position, invFreq_, config_.text.mropeSection);
+    stepContext.cos = cos.to(dtype_);
+    stepContext.sin = sin.to(dtype_);
+    keyValid = at::cat({keyValid, at::ones({batch, 1}, keyValid.options())}, 1);
+    if (padded) stepContext.mask = additiveMask(keyValid, 1, dtype_);
+    at::Tensor stepHidden = text_->embed(next.view({batch, 1}));
+    for (int64_t l = 0; l < text_->layers(); ++l) stepHidden = text_->layer(l, stepHidden, stepContext, &cache);
+    cache.length += 1;
+    lastLogits = text_->logits(text_->norm(stepHidden.select(1, 0))).to(at::kFloat);
+  }
+  TensorMap out;
+  out["generate.tokens"] = at::stack(tokens, 1).to(at::kCPU);
+  if (options.returnStepLogits) out["generate.step_logits"] = at::stack(stepLogits, 1);
+  out["generate.fed_position_ids"] = fedPositions.empty() ? at::zeros({3, batch, 0}, at::kLong) : at::cat(fedPositions, 2).to(at::kCPU);
+  out["generate.rope_deltas"] = rope.ropeDeltasPadded;
+  out["generate.rope_deltas_unpadded"] = rope.ropeDeltas;
+  return out;
+}
+
+}  // namespace pigg

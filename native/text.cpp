@@ -1,0 +1,79 @@
+#include "text.h"
+
+#include <cmath>
+
+#include "rope.h"
+
+namespace pigg {
+
+TextDecoder::TextDecoder(const ModelConfig& config, const Weights& weights) : config_(config.text) {
+  const std::string tp = "model.language_model.";
+  embedTokens_ = weights[tp + "embed_tokens.weight"];
+  auto linear = [&](const std::string& name) {
+    auto it = weights.tensors.find(name + ".bias");
+    return Linear{weights[name + ".weight"], it == weights.tensors.end() ? at::Tensor() : it->second};
+  };
+  for (int64_t l = 0; l < config_.layers; ++l) {
+    const std::string p = tp + "layers." + std::to_string(l) + ".";
+    layers_.push_back(DecoderLayer{weights[p + "input_layernorm.weight"], weights[p + "post_attention_layernorm.weight"],
+                                   weights[p + "self_attn.q_norm.weight"], weights[p + "self_attn.k_norm.weight"], linear(p + "self_attn.q_proj"),
+                                   linear(p + "self_attn.k_proj"), linear(p + "self_attn.v_proj"), linear(p + "self_attn.o_proj"),
+                                   linear(p + "mlp.gate_proj"), linear(p + "mlp.up_proj"), linear(p + "mlp.down_proj")});
+  }
+  finalNorm_ = weights[tp + "norm.weight"];
+  head_ = weights["lm_head.weight"];
+}
+
+at::Tensor TextDecoder::embed(const at::Tensor& ids) const { return at::embedding(embedTokens_, ids.to(embedTokens_.device())); }
+
+KVCache TextDecoder::newCache(int64_t batch, int64_t capacity) const {
+  KVCache cache;
+  const auto options = embedTokens_.options().requires_grad(false);
+  for (int64_t l = 0; l < config_.layers; ++l) {
+    cache.keys.push_back(at::empty({batch, config_.kvHeads, capacity, config_.headDim}, options));
+    cache.values.push_back(at::empty({batch, config_.kvHeads, capacity, config_.headDim}, options));
+  }
+  return cache;
+}
+
+at::Tensor TextDecoder::layer(int64_t index, const at::Tensor& hidden, const AttentionContext& context, KVCache* cache, bool training) const {
+  const DecoderLayer& L = layers_[index];
+  const int64_t batch = hidden.size(0), seq = hidden.size(1);
+  const int64_t heads = config_.heads, kvHeads = config_.kvHeads, headDim = config_.headDim;
+  const double eps = config_.rmsNormEps;
+
+  const at::Tensor a = rmsNorm(hidden, L.inputNorm, eps);
+  // q_norm / k_norm act per head over head_dim, before the rotary.
+  at::Tensor q = rmsNorm(L.q(a, training).view({batch, seq, heads, headDim}), L.qNorm, eps).transpose(1, 2);
+  at::Tensor k = rmsNorm(L.k(a, training).view({batch, seq, kvHeads, headDim}), L.kNorm, eps).transpose(1, 2);
+  at::Tensor v = L.v(a, training).view({batch, seq, kvHeads, headDim}).transpose(1, 2);
+  const at::Tensor cos = context.cos.unsqueeze(1), sin = context.sin.unsqueeze(1);
+  q = applyRotary(q, cos, sin);
+  k = applyRotary(k, cos, sin);
+  if (cache) {
+    const int64_t start = cache->length;
+    cache->keys[index].narrow(2, start, seq).copy_(k);
+    cache->values[index].narrow(2, start, seq).copy_(v);
+    k = cache->keys[index].narrow(2, 0, start + seq);
+    v = cache->values[index].narrow(2, 0, start + seq);
+  }
+  const double scale = 1.0 / std::sqrt(static_cast<double>(headDim));
+  at::Tensor attended;
+  if (context.mask.defined()) {
+    // Masked attention: expand the kv heads (query head h uses kv head h / group), since not every fused
+    // kernel takes grouped heads together with a mask.
+    const int64_t group = heads / kvHeads;
+    attended = at::scaled_dot_product_attention(q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1), context.mask, 0.0, false, scale);
+  } else {
+    attended = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/seq > 1, scale, /*enable_gqa=*/true);
+  }
+  at::Tensor x = hidden + L.o(attended.transpose(1, 2).reshape({batch, seq, heads * headDim}), training);
+  const at::Tensor b = rmsNorm(x, L.postNorm, eps);
+  return x + L.down(at::silu(L.gate(b, training)) * L.up(b, training), training);
+}
+
+at::Tensor TextDecoder::norm(const at::Tensor& hidden) const { return rmsNorm(hidden, finalNorm_, config_.rmsNormEps); }
+
+at::Tensor TextDecoder::logits(const at::Tensor& normed) const { return at::linear(normed, head_); }
+
+}  // namespace pigg

@@ -1,0 +1,12 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 120_000,
+    hookTimeout: 300_000,
+    // The native engine uses both cores itself; parallel files would only fight over them.
+    fileParallelism: false,
+    pool: 'forks',
+  },
+});
