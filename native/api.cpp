@@ -12,6 +12,7 @@
 #include "error.h"
 #include "model.h"
 #include "safetensors.h"
+#include "trainer.h"
 
 namespace pigg::api {
 namespace {
@@ -145,6 +146,124 @@ class Model {
   std::unique_ptr<Qwen3VL> engine;
   std::mutex mutex;  // one call at a time per model: calls come from worker threads
 };
+
+class Trainer {
+ public:
+  std::shared_ptr<Model> model;
+  std::unique_ptr<pigg::Trainer> engine;
+};
+
+namespace {
+
+TrainerOptions trainerOptionsFrom(const std::string& text) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& error) {
+    throw Error(std::string("trainer options are not valid JSON: ") + error.what());
+  }
+  TrainerOptions o;
+  o.learningRate = j.value("learningRate", o.learningRate);
+  o.beta1 = j.value("beta1", o.beta1);
+  o.beta2 = j.value("beta2", o.beta2);
+  o.epsilon = j.value("epsilon", o.epsilon);
+  o.weightDecay = j.value("weightDecay", o.weightDecay);
+  o.maxGradNorm = j.value("maxGradNorm", o.maxGradNorm);
+  o.warmupSteps = j.value("warmupSteps", o.warmupSteps);
+  o.totalSteps = j.value("totalSteps", o.totalSteps);
+  o.schedule = j.value("schedule", o.schedule);
+  o.minLrRatio = j.value("minLrRatio", o.minLrRatio);
+  o.gradientCheckpointing = j.value("gradientCheckpointing", o.gradientCheckpointing);
+  o.updateMode = parseUpdateMode(j.value("updateMode", std::string("master")));
+  o.seed = j.value("seed", o.seed);
+  if (j.contains("trainable") && j["trainable"].is_object()) {
+    const json& t = j["trainable"];
+    o.trainable.vision = t.value("vision", o.trainable.vision);
+    o.trainable.aligner = t.value("aligner", o.trainable.aligner);
+    o.trainable.embeddings = t.value("embeddings", o.trainable.embeddings);
+    o.trainable.lmHead = t.value("lmHead", o.trainable.lmHead);
+    o.trainable.lastLayers = t.value("lastLayers", o.trainable.lastLayers);
+  }
+  if (j.contains("lora") && j["lora"].is_object()) {
+    const json& l = j["lora"];
+    o.lora = true;
+    o.trainable.loraOnly = l.value("loraOnly", true);
+    o.loraOptions.rank = l.value("rank", o.loraOptions.rank);
+    o.loraOptions.alpha = l.value("alpha", o.loraOptions.alpha);
+    o.loraOptions.dropout = l.value("dropout", o.loraOptions.dropout);
+    if (l.contains("targets")) o.loraOptions.targets = l["targets"].get<std::vector<std::string>>();
+  }
+  return o;
+}
+
+json reportJson(const StepReport& r) {
+  return {{"step", r.step}, {"loss", r.loss}, {"learningRate", r.learningRate}, {"gradNorm", r.gradNorm}, {"tokens", r.tokens},
+          {"inputTokens", r.inputTokens}, {"microBatches", r.microBatches}, {"seconds", r.seconds}};
+}
+
+}  // namespace
+
+std::shared_ptr<Trainer> createTrainer(const std::shared_ptr<Model>& model, const std::string& optionsJson) {
+  std::lock_guard<std::mutex> lock(model->mutex);
+  auto trainer = std::make_shared<Trainer>();
+  trainer->model = model;
+  const TrainerOptions options = trainerOptionsFrom(optionsJson);
+  trainer->engine = guarded([&] { return std::make_unique<pigg::Trainer>(*model->engine, options); });
+  return trainer;
+}
+
+std::string trainerStep(Trainer& trainer, const std::vector<NamedTensors>& microBatches) {
+  std::lock_guard<std::mutex> lock(trainer.model->mutex);
+  std::vector<ModelInputs> batches;
+  for (const auto& batch : microBatches) batches.push_back(toModelInputs(batch));
+  return guarded([&] { return reportJson(trainer.engine->step(batches)).dump(); });
+}
+
+NamedTensors trainerGradients(Trainer& trainer, const NamedTensors& batch, const std::vector<std::string>& names) {
+  std::lock_guard<std::mutex> lock(trainer.model->mutex);
+  return guarded([&] { return toHostMap(trainer.engine->gradients(toModelInputs(batch), names)); });
+}
+
+void trainerSave(Trainer& trainer, const std::string& dir, bool mergeAdapter) {
+  std::lock_guard<std::mutex> lock(trainer.model->mutex);
+  guarded([&] { trainer.engine->save(dir, mergeAdapter); return 0; });
+}
+
+void trainerSaveState(Trainer& trainer, const std::string& dir) {
+  std::lock_guard<std::mutex> lock(trainer.model->mutex);
+  guarded([&] { trainer.engine->saveState(dir); return 0; });
+}
+
+void trainerLoadState(Trainer& trainer, const std::string& dir) {
+  std::lock_guard<std::mutex> lock(trainer.model->mutex);
+  guarded([&] { trainer.engine->loadState(dir); return 0; });
+}
+
+std::string trainerInfo(Trainer& trainer) {
+  std::lock_guard<std::mutex> lock(trainer.model->mutex);
+  const pigg::Trainer& t = *trainer.engine;
+  json info = {{"step", t.stepsDone()}, {"trainableParameters", t.trainableParameters()}, {"parameters", t.trainableNames()},
+               {"learningRate", t.learningRateAt(t.stepsDone())}};
+  return info.dump();
+}
+
+void trainerCancel(Trainer& trainer) { trainer.engine->cancel(); }
+
+void initRandomCheckpoint(const std::string& configJson, const std::string& dir, const std::string& dtype, const std::string& device, uint64_t seed) {
+  guarded([&] {
+    json parsed;
+    try {
+      parsed = json::parse(configJson);
+    } catch (const json::exception& error) {
+      throw Error(std::string("config is not valid JSON: ") + error.what());
+    }
+    const ModelConfig config = ModelConfig::fromJson(parsed, dir + "/config.json");
+    const at::ScalarType type = dtype == "bf16" ? at::kBFloat16 : at::kFloat;
+    const auto weights = randomWeights(config, type, at::Device(device), seed);
+    saveCheckpoint(dir, config, weights, config.tieWordEmbeddings, "", type);
+    return 0;
+  });
+}
 
 std::shared_ptr<Model> loadModel(const std::string& dir, const LoadOptions& options) {
   auto model = std::make_shared<Model>();

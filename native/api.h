@@ -43,6 +43,22 @@ std::shared_ptr<Model> loadModel(const std::string& dir, const LoadOptions& opti
 std::string modelInfo(Model& model);
 NamedTensors forward(Model& model, const NamedTensors& inputs, const std::vector<std::string>& outputs);
 NamedTensors generate(Model& model, const NamedTensors& inputs, const GenerateOptions& options);
+class Trainer;  // defined in api.cpp
+
+// Trainer options as JSON (see lib/engine/trainer.ts for the fields); the trainer keeps the model alive.
+std::shared_ptr<Trainer> createTrainer(const std::shared_ptr<Model>& model, const std::string& optionsJson);
+// One optimizer step over the micro-batches; the step report as JSON.
+std::string trainerStep(Trainer& trainer, const std::vector<NamedTensors>& microBatches);
+NamedTensors trainerGradients(Trainer& trainer, const NamedTensors& batch, const std::vector<std::string>& names);
+void trainerSave(Trainer& trainer, const std::string& dir, bool mergeAdapter);
+void trainerSaveState(Trainer& trainer, const std::string& dir);
+void trainerLoadState(Trainer& trainer, const std::string& dir);
+std::string trainerInfo(Trainer& trainer);
+void trainerCancel(Trainer& trainer);
+
+// Writes a checkpoint with random weights for a config.json text (init-random, benchmarks).
+void initRandomCheckpoint(const std::string& configJson, const std::string& dir, const std::string& dtype, const std::string& device, uint64_t seed);
+
 // Validates a checkpoint folder (config, headers, names, shapes) without loading data; a JSON summary.
 std::string inspectCheckpoint(const std::string& dir);
 // Reads every tensor of a .safetensors file into host tensors (fixtures, results).

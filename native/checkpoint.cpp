@@ -159,3 +159,91 @@ Weights loadWeights(const std::string& dir, const ModelConfig& config, at::Devic
 }
 
 }  // namespace pigg
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "storage.h"
+
+namespace pigg {
+
+void saveCheckpoint(const std::string& dir, const ModelConfig& config, const std::map<std::string, at::Tensor>& tensors, bool headTied,
+                    const std::string& sourceDir, at::ScalarType dtype, int64_t maxShardBytes) {
+  namespace fs = std::filesystem;
+  ModelConfig layout = config;
+  layout.tieWordEmbeddings = headTied;
+  // Shards in the order of expectedWeights (vision first, then text), each at most maxShardBytes.
+  std::vector<std::vector<std::pair<std::string, at::Tensor>>> shards(1);
+  int64_t shardBytes = 0, totalBytes = 0;
+  for (const auto& spec : expectedWeights(layout)) {
+    auto it = tensors.find(spec.name);
+    if (it == tensors.end()) throw Error("cannot save checkpoint: weight '" + spec.name + "' is missing");
+    at::Tensor tensor = it->second.detach().to(dtype);
+    const int64_t bytes = tensor.numel() * tensor.element_size();
+    if (shardBytes > 0 && shardBytes + bytes > maxShardBytes) {
+      shards.emplace_back();
+      shardBytes = 0;
+    }
+    shards.back().emplace_back(spec.name, tensor);
+    shardBytes += bytes;
+    totalBytes += bytes;
+  }
+  nlohmann::json configJson = config.raw;
+  const std::string dtypeName = dtype == at::kBFloat16 ? "bfloat16" : dtype == at::kHalf ? "float16" : "float32";
+  configJson["dtype"] = dtypeName;
+  if (configJson.contains("torch_dtype")) configJson["torch_dtype"] = dtypeName;
+  configJson["tie_word_embeddings"] = headTied;
+  if (configJson.contains("text_config")) {
+    configJson["text_config"]["tie_word_embeddings"] = headTied;
+    configJson["text_config"]["dtype"] = dtypeName;
+  }
+  writeFolderAtomically(dir, [&](const std::string& temp) {
+    if (!sourceDir.empty()) {
+      for (const char* name : {"generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.json", "chat_template.jinja",
+                               "preprocessor_config.json", "video_preprocessor_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
+                               "added_tokens.json"}) {
+        const fs::path from = fs::path(sourceDir) / name;
+        if (fs::exists(from)) fs::copy_file(from, fs::path(temp) / name, fs::copy_options::overwrite_existing);
+      }
+    }
+    writeTextFile(temp + "/config.json", configJson.dump(2));
+    if (shards.size() == 1) {
+      writeSafetensors(temp + "/model.safetensors", shards[0]);
+      return;
+    }
+    nlohmann::json weightMap = nlohmann::json::object();
+    char name[64];
+    for (size_t i = 0; i < shards.size(); ++i) {
+      std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
+      writeSafetensors(temp + "/" + name, shards[i]);
+      for (const auto& [tensorName, tensor] : shards[i]) weightMap[tensorName] = name;
+    }
+    const nlohmann::json index = {{"metadata", {{"total_size", totalBytes}}}, {"weight_map", weightMap}};
+    writeTextFile(temp + "/model.safetensors.index.json", index.dump(2));
+  });
+}
+
+std::map<std::string, at::Tensor> randomWeights(const ModelConfig& config, at::ScalarType dtype, at::Device device, uint64_t seed, double std) {
+  at::Generator generator = at::globalContext().defaultGenerator(device);
+  {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_current_seed(seed);
+  }
+  std::map<std::string, at::Tensor> out;
+  const auto options = at::TensorOptions().dtype(dtype).device(device);
+  for (const auto& spec : expectedWeights(config)) {
+    const std::string& name = spec.name;
+    const bool isBias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    const bool isNorm = name.find("norm") != std::string::npos;
+    if (isBias) {
+      out[name] = at::zeros(spec.shape, options);
+    } else if (isNorm) {
+      out[name] = at::ones(spec.shape, options);
+    } else {
+      out[name] = at::empty(spec.shape, at::TensorOptions().dtype(at::kFloat).device(device)).normal_(0.0, std, generator).to(dtype);
+    }
+  }
+  return out;
+}
+
+}  // namespace pigg

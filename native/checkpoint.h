@@ -41,3 +41,17 @@ CheckpointSummary validateCheckpoint(const std::string& dir, const ModelConfig& 
 Weights loadWeights(const std::string& dir, const ModelConfig& config, at::Device device, at::ScalarType dtype);
 
 }  // namespace pigg
+
+namespace pigg {
+
+// Writes a folder transformers can load, atomically: config.json (dtype updated), model.safetensors or
+// <= maxShardBytes shards with model.safetensors.index.json, and the generation, tokenizer and processor files
+// copied from sourceDir (if given). A tied head is not written (transformers drops tied duplicates).
+void saveCheckpoint(const std::string& dir, const ModelConfig& config, const std::map<std::string, at::Tensor>& tensors, bool headTied,
+                    const std::string& sourceDir, at::ScalarType dtype, int64_t maxShardBytes = 5'000'000'000);
+
+// Random weights in transformers' initialisation style (normal(0, std) for linear and embedding weights, ones for
+// norm weights, zeros for biases), generated on `device` from `seed`.
+std::map<std::string, at::Tensor> randomWeights(const ModelConfig& config, at::ScalarType dtype, at::Device device, uint64_t seed, double std = 0.02);
+
+}  // namespace pigg

@@ -16,8 +16,8 @@ Linear linearFrom(const Weights& weights, const std::string& prefix) {
 
 VisionTower::VisionTower(const VisionConfig& config, const Weights& weights) : config_(config) {
   const std::string vp = "model.visual.";
-  // The Conv3d kernel equals its stride, so it is a Linear over each flattened [C, Tp, P, P] patch row.
-  patchEmbed_ = Linear{weights[vp + "patch_embed.proj.weight"].reshape({config.hidden, -1}), weights[vp + "patch_embed.proj.bias"]};
+  patchWeight_ = weights[vp + "patch_embed.proj.weight"];
+  patchBias_ = weights[vp + "patch_embed.proj.bias"];
   posTable_ = weights[vp + "pos_embed.weight"];
   for (int64_t i = 0; i < config.depth; ++i) {
     const std::string b = vp + "blocks." + std::to_string(i) + ".";
@@ -118,14 +118,15 @@ at::Tensor VisionTower::attention(const Block& block, const at::Tensor& hidden, 
   return block.proj(out);
 }
 
-VisionOutputs VisionTower::forward(const at::Tensor& pixelValues, const at::Tensor& gridThw, bool keepIntermediates) const {
+VisionOutputs VisionTower::forward(const at::Tensor& pixelValues, const at::Tensor& gridThw, bool keepIntermediates, bool withGrad) const {
   validate(pixelValues, gridThw);
-  at::NoGradGuard noGrad;
-  const at::ScalarType dtype = patchEmbed_.weight.scalar_type();
-  const at::Device device = patchEmbed_.weight.device();
+  at::AutoGradMode gradMode(withGrad);
+  const at::ScalarType dtype = patchWeight_.scalar_type();
+  const at::Device device = patchWeight_.device();
   VisionOutputs out;
-  // transformers casts the pixels to the weight dtype before the projection.
-  at::Tensor hidden = patchEmbed_(pixelValues.to(device, dtype));
+  // transformers casts the pixels to the weight dtype before the projection; the Conv3d kernel equals its
+  // stride, so the projection is one GEMM over the flattened [C, Tp, P, P] rows.
+  at::Tensor hidden = at::linear(pixelValues.to(device, dtype), patchWeight_.reshape({config_.hidden, -1}), patchBias_);
   const at::Tensor pos = positionEmbedding(gridThw).to(dtype);
   if (keepIntermediates) {
     out.patchEmbed = hidden;

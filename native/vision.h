@@ -1,6 +1,6 @@
 // The Qwen3-VL vision tower: patch embedding (a GEMM over flattened patch rows), interpolated learned position
 // embedding, 2D rotary, pre-LN ViT blocks with attention inside each image, the patch merger and the DeepStack
-// mergers. It always runs without autograd: pigg keeps the tower and the mergers ("aligner") frozen.
+// mergers. It runs without autograd unless asked: pigg keeps the tower and the mergers ("aligner") frozen by default.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -23,7 +23,7 @@ class VisionTower {
  public:
   VisionTower(const VisionConfig& config, const Weights& weights);
   // pixelValues [Np, C*Tp*P*P] (any float dtype, any device); gridThw CPU int64 [n, 3].
-  VisionOutputs forward(const at::Tensor& pixelValues, const at::Tensor& gridThw, bool keepIntermediates) const;
+  VisionOutputs forward(const at::Tensor& pixelValues, const at::Tensor& gridThw, bool keepIntermediates, bool withGrad = false) const;
   // Checks pixel rows and grids against each other and the config; throws a precise Error.
   void validate(const at::Tensor& pixelValues, const at::Tensor& gridThw) const;
 
@@ -43,7 +43,7 @@ class VisionTower {
                        const std::vector<int64_t>& segments) const;
 
   VisionConfig config_;
-  Linear patchEmbed_;
+  at::Tensor patchWeight_, patchBias_;  // Conv3d [Hv, C, Tp, P, P]: a Linear over each flattened patch row
   at::Tensor posTable_;
   std::vector<Block> blocks_;
   Merger merger_;

@@ -2,5 +2,7 @@
 import type { Command } from 'commander';
 import { register as fixture } from './fixture.js';
 import { register as inspect } from './inspect.js';
+import { register as folds } from './folds.js';
+import { register as convert } from './convert.js';
 
-export const commands: Array<(program: Command) => void> = [inspect, fixture];
+export const commands: Array<(program: Command) => void> = [inspect, fixture, folds, convert];

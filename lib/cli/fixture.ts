@@ -9,6 +9,12 @@ interface EngineFlags {
   dtype: 'fp32' | 'bf16';
   device: string;
   model?: string;
+  gradientCheckpointing?: boolean;
+}
+
+function engineRunOptions(options: EngineFlags) {
+  const { dtype, device, model, gradientCheckpointing } = options;
+  return { dtype, device, model, gradientCheckpointing };
 }
 
 function formatRow(row: CheckRow): string {
@@ -22,7 +28,8 @@ export function register(program: Command): void {
   const engineOptions = (command: Command) => command
     .option('--dtype <dtype>', 'compute dtype: fp32 or bf16', choiceOption('--dtype', ['fp32', 'bf16'] as const), 'fp32')
     .option('--device <device>', 'cpu, cuda or cuda:N', 'cpu')
-    .option('--model <dir>', "model folder to use instead of the case's own");
+    .option('--model <dir>', "model folder to use instead of the case's own")
+    .option('--gradient-checkpointing', 'compute the grad.* outputs with per-layer gradient checkpointing');
 
   engineOptions(fixture
     .command('run')
@@ -30,7 +37,7 @@ export function register(program: Command): void {
     .argument('<case-dir>', 'case folder (case.json, inputs.safetensors)')
     .requiredOption('--out <file>', 'output .safetensors file'))
     .action(action(async (caseDir: string, options: EngineFlags & { out: string }) => {
-      const outputs = await runFixtureCase(caseDir, { dtype: options.dtype, device: options.device, model: options.model });
+      const outputs = await runFixtureCase(caseDir, engineRunOptions(options));
       writeSafetensors(options.out, outputs);
       console.log(`wrote ${Object.keys(outputs).length} tensors to ${options.out}`);
     }));
@@ -40,7 +47,7 @@ export function register(program: Command): void {
     .description('run a case and compare with its outputs.safetensors')
     .argument('<case-dir>', 'case folder (case.json, inputs.safetensors, outputs.safetensors)'))
     .action(action(async (caseDir: string, options: EngineFlags) => {
-      const rows = await checkFixtureCase(caseDir, { dtype: options.dtype, device: options.device, model: options.model });
+      const rows = await checkFixtureCase(caseDir, engineRunOptions(options));
       console.log(`${'ok?'.padEnd(4)}  ${'tensor'.padEnd(46)} ${'max diff'.padStart(10)}  ${'tolerance'.padStart(9)}`);
       for (const row of rows) console.log(formatRow(row));
       const failed = rows.filter((row) => !row.ok).length;

@@ -1,6 +1,7 @@
 // Qwen3VL: the typed JS face of the native engine. Inputs and outputs are named tensors
 // ({dtype, shape, data: TypedArray}); outputs arrive without copying from the engine's memory.
 import { native, type NamedTensors, type NativeLoadOptions, type NativeModel } from './native.js';
+import { Trainer, type TrainerOptions } from './trainer.js';
 
 export type { NamedTensors } from './native.js';
 
@@ -98,6 +99,12 @@ export class Qwen3VL {
       tokens: Array.from({ length: rows }, (_, r) => Array.from(data.subarray(r * steps, (r + 1) * steps), Number)),
       tensors,
     };
+  }
+
+  /** A trainer over this model's weights (they are updated in place; LoRA adapters attach to this model). */
+  async createTrainer(options: TrainerOptions = {}): Promise<Trainer> {
+    const { onStep, ...native } = options;
+    return new Trainer(await this.live().createTrainer(JSON.stringify(native)), onStep);
   }
 
   dispose(): void {

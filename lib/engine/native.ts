@@ -20,8 +20,19 @@ export interface NativeGenerateOptions {
   returnStepLogits?: boolean;
 }
 
+export interface NativeTrainer {
+  step(batches: NamedTensors[]): Promise<string>;
+  gradients(batch: NamedTensors, names: string[]): Promise<NamedTensors>;
+  save(dir: string, mergeAdapter: boolean): Promise<void>;
+  saveState(dir: string): Promise<void>;
+  loadState(dir: string): Promise<void>;
+  info(): Promise<string>;
+  cancel(): void;
+}
+
 export interface NativeModel {
   info(): Promise<string>;
+  createTrainer(optionsJson: string): Promise<NativeTrainer>;
   forward(inputs: NamedTensors, outputs: string[]): Promise<NamedTensors>;
   generate(inputs: NamedTensors, options: NativeGenerateOptions): Promise<NamedTensors>;
   dispose(): void;
@@ -32,6 +43,7 @@ export interface NativeAddon {
   inspect(dir: string): Promise<string>;
   readTensors(path: string): Promise<NamedTensors>;
   writeTensors(path: string, tensors: NamedTensors): Promise<void>;
+  initRandom(configJson: string, dir: string, options: { dtype?: 'fp32' | 'bf16'; device?: string; seed?: number }): Promise<void>;
   versions(): string;
 }
 

@@ -179,12 +179,92 @@ std::vector<std::string> stringList(Napi::Env env, const Napi::Value& value, con
   return out;
 }
 
+Napi::Value undefinedResult(Napi::Env env, bool&) { return env.Undefined(); }
+
+class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "NativeTrainer",
+                       {InstanceMethod("step", &NativeTrainer::Step), InstanceMethod("gradients", &NativeTrainer::Gradients),
+                        InstanceMethod("save", &NativeTrainer::Save), InstanceMethod("saveState", &NativeTrainer::SaveState),
+                        InstanceMethod("loadState", &NativeTrainer::LoadState), InstanceMethod("info", &NativeTrainer::Info),
+                        InstanceMethod("cancel", &NativeTrainer::Cancel)});
+  }
+
+  NativeTrainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTrainer>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "NativeTrainer is created by model.createTrainer()");
+    trainer_ = *info[0].As<Napi::External<std::shared_ptr<pigg::api::Trainer>>>().Data();
+  }
+
+  static Napi::FunctionReference constructor;
+
+ private:
+  Napi::Value Step(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsArray()) throw Napi::TypeError::New(env, "step() takes an array of micro-batches");
+    Napi::Array list = info[0].As<Napi::Array>();
+    std::vector<NamedTensors> batches;
+    std::vector<std::shared_ptr<Napi::ObjectReference>> references;
+    for (uint32_t i = 0; i < list.Length(); ++i) {
+      BorrowedInputs inputs = borrowTensors(env, list.Get(i));
+      batches.push_back(inputs.tensors);
+      references.insert(references.end(), inputs.references.begin(), inputs.references.end());
+    }
+    auto trainer = trainer_;
+    return schedule<std::string>(env, [trainer, batches] { return pigg::api::trainerStep(*trainer, batches); }, jsonText, references);
+  }
+
+  Napi::Value Gradients(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    BorrowedInputs inputs = borrowTensors(env, info[0]);
+    std::vector<std::string> names = stringList(env, info[1], "parameter names");
+    NamedTensors tensors = inputs.tensors;
+    auto trainer = trainer_;
+    return schedule<NamedTensors>(
+        env, [trainer, tensors, names] { return pigg::api::trainerGradients(*trainer, tensors, names); }, tensorsToJs, inputs.references);
+  }
+
+  Napi::Value Save(const Napi::CallbackInfo& info) {
+    const std::string dir = stringArg(info, 0, "directory");
+    const bool merge = info.Length() > 1 && info[1].ToBoolean();
+    auto trainer = trainer_;
+    return schedule<bool>(info.Env(), [trainer, dir, merge] { pigg::api::trainerSave(*trainer, dir, merge); return true; }, undefinedResult);
+  }
+
+  Napi::Value SaveState(const Napi::CallbackInfo& info) {
+    const std::string dir = stringArg(info, 0, "directory");
+    auto trainer = trainer_;
+    return schedule<bool>(info.Env(), [trainer, dir] { pigg::api::trainerSaveState(*trainer, dir); return true; }, undefinedResult);
+  }
+
+  Napi::Value LoadState(const Napi::CallbackInfo& info) {
+    const std::string dir = stringArg(info, 0, "directory");
+    auto trainer = trainer_;
+    return schedule<bool>(info.Env(), [trainer, dir] { pigg::api::trainerLoadState(*trainer, dir); return true; }, undefinedResult);
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    auto trainer = trainer_;
+    return schedule<std::string>(info.Env(), [trainer] { return pigg::api::trainerInfo(*trainer); }, jsonText);
+  }
+
+  Napi::Value Cancel(const Napi::CallbackInfo& info) {
+    pigg::api::trainerCancel(*trainer_);
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<pigg::api::Trainer> trainer_;
+};
+
+Napi::FunctionReference NativeTrainer::constructor;
+
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
  public:
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "NativeModel",
                        {InstanceMethod("info", &NativeModel::Info), InstanceMethod("forward", &NativeModel::Forward),
-                        InstanceMethod("generate", &NativeModel::Generate), InstanceMethod("dispose", &NativeModel::Dispose)});
+                        InstanceMethod("generate", &NativeModel::Generate), InstanceMethod("createTrainer", &NativeModel::CreateTrainer),
+                        InstanceMethod("dispose", &NativeModel::Dispose)});
   }
 
   NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
@@ -235,6 +315,17 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         env, [model, tensors, options] { return pigg::api::generate(*model, tensors, options); }, tensorsToJs, inputs.references);
   }
 
+  Napi::Value CreateTrainer(const Napi::CallbackInfo& info) {
+    auto model = live(info.Env());
+    const std::string options = stringArg(info, 0, "trainer options (JSON)");
+    return schedule<std::shared_ptr<pigg::api::Trainer>>(
+        info.Env(), [model, options] { return pigg::api::createTrainer(model, options); },
+        [](Napi::Env env, std::shared_ptr<pigg::api::Trainer>& trainer) -> Napi::Value {
+          auto external = Napi::External<std::shared_ptr<pigg::api::Trainer>>::New(env, &trainer);
+          return NativeTrainer::constructor.New({external});
+        });
+  }
+
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     model_.reset();  // running calls hold their own reference and finish first
     return info.Env().Undefined();
@@ -281,7 +372,22 @@ Napi::Value WriteTensors(const Napi::CallbackInfo& info) {
   NamedTensors tensors = inputs.tensors;
   return schedule<bool>(
       env, [path, tensors] { pigg::api::writeTensors(path, tensors); return true; },
-      [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); }, inputs.references);
+      undefinedResult, inputs.references);
+}
+
+Napi::Value InitRandom(const Napi::CallbackInfo& info) {
+  const std::string config = stringArg(info, 0, "config JSON");
+  const std::string dir = stringArg(info, 1, "directory");
+  std::string dtype = "bf16", device = "cpu";
+  uint64_t seed = 0;
+  if (info.Length() > 2 && info[2].IsObject()) {
+    Napi::Object opts = info[2].As<Napi::Object>();
+    if (opts.Has("dtype")) dtype = opts.Get("dtype").ToString().Utf8Value();
+    if (opts.Has("device")) device = opts.Get("device").ToString().Utf8Value();
+    if (opts.Has("seed")) seed = static_cast<uint64_t>(opts.Get("seed").As<Napi::Number>().Int64Value());
+  }
+  return schedule<bool>(info.Env(), [config, dir, dtype, device, seed] { pigg::api::initRandomCheckpoint(config, dir, dtype, device, seed); return true; },
+                        undefinedResult);
 }
 
 Napi::Value Versions(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), pigg::api::versions()); }
@@ -291,6 +397,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   NativeModel::constructor = Napi::Persistent(modelClass);
   NativeModel::constructor.SuppressDestruct();
   exports.Set("NativeModel", modelClass);
+  Napi::Function trainerClass = NativeTrainer::Init(env);
+  NativeTrainer::constructor = Napi::Persistent(trainerClass);
+  NativeTrainer::constructor.SuppressDestruct();
+  exports.Set("initRandom", Napi::Function::New(env, InitRandom));
   exports.Set("load", Napi::Function::New(env, Load));
   exports.Set("inspect", Napi::Function::New(env, Inspect));
   exports.Set("readTensors", Napi::Function::New(env, ReadTensors));

@@ -1,0 +1,38 @@
+// LoRA on the language model's linear layers, in peft's layout: A [r, in] Kaiming-uniform, B [out, r] zeros,
+// scale alpha / r, dropout on the adapter input; adapters in fp32; saved and loaded in PEFT's format
+// (adapter_config.json + adapter_model.safetensors) so Python can load them; merged into the base weights.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "text.h"
+
+namespace pigg {
+
+struct LoraOptions {
+  int64_t rank = 8;
+  double alpha = 32.0;
+  double dropout = 0.1;
+  // Module names as peft matches them: all linear layers of the language model by default.
+  std::vector<std::string> targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+};
+
+// The decoder's linear layers that carry (or would carry) an adapter, with their HF module paths.
+std::vector<std::pair<std::string, Linear*>> loraTargets(TextDecoder& decoder, const std::vector<std::string>& targets);
+
+// Attaches fresh adapters (A random from `generator`, B zeros) to every target.
+void attachLora(TextDecoder& decoder, const LoraOptions& options, at::Generator generator);
+
+// Writes adapter_config.json + adapter_model.safetensors (atomically) with peft's key names.
+void saveLoraAdapter(TextDecoder& decoder, const LoraOptions& options, const std::string& dir, const std::string& baseModel);
+
+// Reads a PEFT adapter folder and attaches it; returns its options.
+LoraOptions loadLoraAdapter(TextDecoder& decoder, const std::string& dir);
+
+// W += scale * B A (computed in fp32, rounded once to W's dtype) and the adapters are removed.
+void mergeLora(TextDecoder& decoder);
+
+}  // namespace pigg

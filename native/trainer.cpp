@@ -1,0 +1,401 @@
+#include "trainer.h"
+
+#include <torch/csrc/autograd/autograd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "error.h"
+#include "rope.h"
+#include "safetensors.h"
+#include "storage.h"
+
+namespace pigg {
+namespace {
+
+using json = nlohmann::json;
+
+// transformers' Trainer decays every weight except biases and norm weights (LayerNorm modules and names
+// matching its norm patterns).
+bool decays(const std::string& name) {
+  static const std::regex noDecay(R"(bias|layernorm|rmsnorm|(^|\.)norm[12]?($|\.)|_norm($|\.))");
+  return !std::regex_search(name, noDecay);
+}
+
+at::Tensor stochasticRound(const at::Tensor& value32, at::Generator& generator) {
+  // Add uniform noise below the bf16 cut, then truncate: rounds up with probability equal to the remainder.
+  const at::Tensor bits = value32.contiguous().view(at::kInt);
+  const at::Tensor noise = at::randint(0, 1 << 16, value32.sizes(), generator, at::TensorOptions().dtype(at::kInt).device(value32.device()));
+  return ((bits + noise) & static_cast<int32_t>(0xFFFF0000)).view(at::kFloat).to(at::kBFloat16);
+}
+
+const char* updateModeName(UpdateMode mode) {
+  switch (mode) {
+    case UpdateMode::Master: return "master";
+    case UpdateMode::Kahan: return "kahan";
+    case UpdateMode::Stochastic: return "stochastic";
+    case UpdateMode::Pure: return "pure";
+  }
+  return "master";
+}
+
+}  // namespace
+
+UpdateMode parseUpdateMode(const std::string& name) {
+  if (name == "master") return UpdateMode::Master;
+  if (name == "kahan") return UpdateMode::Kahan;
+  if (name == "stochastic") return UpdateMode::Stochastic;
+  if (name == "pure" || name == "bf16") return UpdateMode::Pure;
+  throw Error("unknown update mode '" + name + "' (use master, kahan, stochastic or pure)");
+}
+
+Trainer::Trainer(Qwen3VL& model, const TrainerOptions& options)
+    : model_(model), options_(options), generator_(at::globalContext().defaultGenerator(model.device()).clone()) {
+  if (options.schedule != "linear" && options.schedule != "cosine" && options.schedule != "constant") {
+    throw Error("unknown schedule '" + options.schedule + "' (use linear, cosine or constant)");
+  }
+  if (options.learningRate < 0 || options.warmupSteps < 0) throw Error("learning rate and warmup steps must not be negative");
+  generator_.set_current_seed(options.seed);
+  const TrainableSpec& spec = options.trainable;
+  const int64_t layers = model.config().text.layers;
+  const int64_t firstTrainable = spec.loraOnly ? layers : (spec.lastLayers < 0 ? 0 : std::max<int64_t>(0, layers - spec.lastLayers));
+  layerTrainable_.assign(layers, false);
+  for (auto& [name, tensor] : model.mutableWeights().tensors) tensor.requires_grad_(false);
+  for (const auto& [name, tensor] : model.weights().tensors) {
+    bool trainable = false;
+    if (name.rfind("model.visual.merger.", 0) == 0 || name.rfind("model.visual.deepstack_merger_list.", 0) == 0) {
+      trainable = spec.aligner;
+    } else if (name.rfind("model.visual.", 0) == 0) {
+      trainable = spec.vision;
+    } else if (spec.loraOnly) {
+      trainable = false;
+    } else if (name == "model.language_model.embed_tokens.weight") {
+      trainable = spec.embeddings;
+    } else if (name == "lm_head.weight") {
+      trainable = spec.lmHead && !model.weights().headTied;
+    } else if (name == "model.language_model.norm.weight") {
+      trainable = firstTrainable < layers;
+    } else {
+      const std::string prefix = "model.language_model.layers.";
+      const int64_t index = std::stoll(name.substr(prefix.size(), name.find('.', prefix.size()) - prefix.size()));
+      trainable = index >= firstTrainable;
+      if (trainable) layerTrainable_[index] = true;
+    }
+    if (trainable) registerParameter(name, tensor);
+  }
+  if (options.lora) {
+    attachLora(model.text(), options.loraOptions, generator_);
+    for (auto& [name, linear] : loraTargets(model.text(), options.loraOptions.targets)) {
+      registerParameter(name + ".lora_A.weight", linear->loraA);
+      registerParameter(name + ".lora_B.weight", linear->loraB);
+    }
+    std::fill(layerTrainable_.begin(), layerTrainable_.end(), true);
+  }
+  if (parameters_.empty()) throw Error("the trainable-parameter setup leaves nothing to train");
+}
+
+void Trainer::registerParameter(const std::string& name, const at::Tensor& value) {
+  for (const auto& existing : parameters_) {
+    if (existing.value.unsafeGetTensorImpl() == value.unsafeGetTensorImpl()) return;  // a tied head is the embedding
+  }
+  Parameter p;
+  p.name = name;
+  p.value = value;
+  p.value.requires_grad_(true);
+  p.decay = decays(name);
+  const bool lowPrecision = value.scalar_type() != at::kFloat;
+  const at::ScalarType momentType = lowPrecision && options_.updateMode == UpdateMode::Pure ? value.scalar_type() : at::kFloat;
+  p.expAvg = at::zeros(value.sizes(), value.options().dtype(momentType).requires_grad(false));
+  p.expAvgSq = at::zeros(value.sizes(), value.options().dtype(momentType).requires_grad(false));
+  if (lowPrecision && options_.updateMode == UpdateMode::Master) p.master = value.detach().to(at::kFloat).clone();
+  if (lowPrecision && options_.updateMode == UpdateMode::Kahan) p.compensation = at::zeros(value.sizes(), value.options().requires_grad(false));
+  parameters_.push_back(std::move(p));
+}
+
+int64_t Trainer::trainableParameters() const {
+  int64_t count = 0;
+  for (const auto& p : parameters_) count += p.value.numel();
+  return count;
+}
+
+std::vector<std::string> Trainer::trainableNames() const {
+  std::vector<std::string> names;
+  for (const auto& p : parameters_) names.push_back(p.name);
+  return names;
+}
+
+double Trainer::learningRateAt(int64_t step) const {
+  const double warmup = static_cast<double>(options_.warmupSteps);
+  const double total = static_cast<double>(options_.totalSteps);
+  const double k = static_cast<double>(step);
+  double factor = 1.0;
+  if (step < options_.warmupSteps) {
+    factor = k / std::max(1.0, warmup);
+  } else if (options_.schedule == "linear") {
+    factor = std::max(0.0, (total - k) / std::max(1.0, total - warmup));
+  } else if (options_.schedule == "cosine") {
+    const double progress = (k - warmup) / std::max(1.0, total - warmup);
+    factor = 0.5 * (1.0 + std::cos(M_PI * progress));
+    factor = std::max(0.0, factor * (1.0 - options_.minLrRatio) + options_.minLrRatio);
+  }
+  return options_.learningRate * factor;
+}
+
+double Trainer::forwardBackward(const ModelInputs& batch, double scale, int64_t* supervisedTokens) {
+  if (!batch.labels.defined()) throw Error("a training batch needs labels");
+  model_.validate(batch);
+  TextDecoder& decoder = model_.text();
+  const bool visionTrainable = options_.trainable.vision || options_.trainable.aligner;
+  VisionOutputs vision;
+  if (batch.pixelValues.defined()) vision = model_.vision().forward(batch.pixelValues, batch.imageGridThw, false, visionTrainable);
+  const at::Tensor ids = batch.inputIds.to(at::kCPU);
+  const RopeIndex rope = ropeIndex(ids, batch.attentionMask.defined() ? batch.attentionMask.to(at::kCPU) : at::Tensor(),
+                                   batch.imageGridThw.defined() ? batch.imageGridThw.to(at::kCPU) : at::Tensor(), model_.config());
+  const AttentionContext context = model_.attentionContext(rope.positionIds, batch.attentionMask);
+  // Targets first: logits are computed only where a target exists (the same loss as transformers' full
+  // pass, without a [tokens, vocab] tensor for unsupervised positions).
+  const at::Tensor labels = batch.labels.to(model_.device());
+  const int64_t rows = labels.size(0), length = labels.size(1);
+  const at::Tensor target = at::cat({labels.narrow(1, 1, length - 1), at::full({rows, 1}, -100, labels.options())}, 1).reshape({-1});
+  const at::Tensor positions = (target != -100).nonzero().squeeze(1);
+  *supervisedTokens = positions.numel();
+  if (positions.numel() == 0) throw Error("a training batch has no supervised tokens (every label is -100)");
+  const at::Tensor supervisedTargets = target.index_select(0, positions);
+  auto headLoss = [&](const at::Tensor& hidden) {
+    const at::Tensor normed = decoder.norm(hidden.reshape({-1, hidden.size(-1)}).index_select(0, positions));
+    return at::cross_entropy_loss(decoder.logits(normed).to(at::kFloat), supervisedTargets, {}, at::Reduction::Mean, -100);
+  };
+  const int64_t layers = decoder.layers();
+  const int64_t deepstack = static_cast<int64_t>(vision.deepstack.size());
+  at::Tensor visualIndex;
+
+  if (!options_.gradientCheckpointing) {
+    at::Tensor hidden = model_.embedWithImages(ids, vision, &visualIndex);
+    for (int64_t l = 0; l < layers; ++l) {
+      at::AutoGradMode record(layerTrainable_[l] || hidden.requires_grad());  // frozen leading layers record nothing
+      hidden = decoder.layer(l, hidden, context, nullptr, true);
+      if (l < deepstack) hidden = addAtPositions(hidden, visualIndex, vision.deepstack[l]);
+    }
+    const at::Tensor loss = headLoss(hidden);
+    (loss * scale).backward();
+    return loss.item<double>();
+  }
+
+  // Gradient checkpointing: a forward without a graph keeps only each layer's input (and the RNG state, so
+  // LoRA dropout repeats); the backward recomputes one layer at a time and backpropagates through it.
+  at::Generator rng = at::globalContext().defaultGenerator(model_.device());
+  const bool replayRng = options_.lora && options_.loraOptions.dropout > 0.0;
+  std::vector<at::Tensor> layerInputs, rngStates;
+  at::Tensor hidden;
+  {
+    at::NoGradGuard noGrad;
+    hidden = model_.embedWithImages(ids, vision, &visualIndex);
+    for (int64_t l = 0; l < layers; ++l) {
+      layerInputs.push_back(hidden);
+      if (replayRng) rngStates.push_back(rng.get_state());
+      hidden = decoder.layer(l, hidden, context, nullptr, true);
+      if (l < deepstack) hidden = addAtPositions(hidden, visualIndex, vision.deepstack[l]);
+    }
+  }
+  const at::Tensor endState = replayRng ? rng.get_state() : at::Tensor();
+  const at::Tensor last = hidden.detach().requires_grad_(true);
+  const at::Tensor loss = headLoss(last);
+  (loss * scale).backward();
+  at::Tensor grad = last.grad();
+  // Below the lowest trainable layer nothing needs a gradient, unless the embeddings or vision side train.
+  const bool inputsTrain = options_.trainable.embeddings && !options_.trainable.loraOnly;
+  const int64_t lowest = inputsTrain || visionTrainable ? 0 : static_cast<int64_t>(std::find(layerTrainable_.begin(), layerTrainable_.end(), true) - layerTrainable_.begin());
+  for (int64_t l = layers - 1; l >= lowest; --l) {
+    const at::Tensor input = layerInputs[l].detach().requires_grad_(true);
+    if (replayRng) rng.set_state(rngStates[l]);
+    at::Tensor output = decoder.layer(l, input, context, nullptr, true);
+    if (l < deepstack) output = addAtPositions(output, visualIndex, vision.deepstack[l]);
+    torch::autograd::backward({output}, {grad}, /*keep_graph=*/visionTrainable);
+    grad = input.grad();
+    layerInputs[l] = at::Tensor();  // free as we go
+  }
+  if (replayRng) rng.set_state(endState);
+  if (lowest == 0 && (inputsTrain || visionTrainable)) {
+    at::Tensor unused;
+    const at::Tensor embeds = model_.embedWithImages(ids, vision, &unused);
+    if (embeds.requires_grad()) torch::autograd::backward({embeds}, {grad});
+  }
+  return loss.item<double>();
+}
+
+TensorMap Trainer::gradients(const ModelInputs& batch, const std::vector<std::string>& names) {
+  for (auto& p : parameters_) p.value.mutable_grad().reset();
+  int64_t tokens = 0;
+  forwardBackward(batch, 1.0, &tokens);
+  TensorMap out;
+  for (const auto& name : names) {
+    const std::string lookup = name == "lm_head.weight" && model_.weights().headTied ? "model.language_model.embed_tokens.weight" : name;
+    auto it = std::find_if(parameters_.begin(), parameters_.end(), [&](const Parameter& p) { return p.name == lookup; });
+    if (it == parameters_.end()) throw Error("parameter '" + name + "' is not trainable in this setup");
+    out[name] = it->value.grad().defined() ? it->value.grad().clone() : at::zeros_like(it->value);
+  }
+  for (auto& p : parameters_) p.value.mutable_grad().reset();
+  return out;
+}
+
+StepReport Trainer::step(const std::vector<ModelInputs>& microBatches) {
+  if (microBatches.empty()) throw Error("a training step needs at least one micro-batch");
+  const auto start = std::chrono::steady_clock::now();
+  for (auto& p : parameters_) p.value.mutable_grad().reset();
+  StepReport report;
+  report.microBatches = static_cast<int64_t>(microBatches.size());
+  double lossSum = 0.0;
+  for (const auto& batch : microBatches) {
+    if (cancelled_) throw Error("training was cancelled");
+    int64_t tokens = 0;
+    lossSum += forwardBackward(batch, 1.0 / static_cast<double>(microBatches.size()), &tokens);
+    report.tokens += tokens;
+    report.inputTokens += batch.attentionMask.defined() ? batch.attentionMask.sum().item<int64_t>() : batch.inputIds.numel();
+  }
+  at::NoGradGuard noGrad;
+  std::vector<at::Tensor> norms;
+  for (const auto& p : parameters_) {
+    if (p.value.grad().defined()) norms.push_back(p.value.grad().to(at::kFloat).norm());
+  }
+  const double gradNorm = norms.empty() ? 0.0 : at::stack(norms).norm().item<double>();
+  if (!std::isfinite(gradNorm)) throw Error("gradient norm is not finite (" + std::to_string(gradNorm) + "); the step was not applied");
+  if (options_.maxGradNorm > 0.0) {
+    const double coefficient = options_.maxGradNorm / (gradNorm + 1e-6);
+    if (coefficient < 1.0) {
+      for (auto& p : parameters_) {
+        if (p.value.grad().defined()) p.value.mutable_grad().mul_(coefficient);
+      }
+    }
+  }
+  const double learningRate = learningRateAt(step_);
+  applyAdamW(learningRate);
+  ++step_;
+  for (auto& p : parameters_) p.value.mutable_grad().reset();
+  report.step = step_;
+  report.loss = lossSum / static_cast<double>(microBatches.size());
+  report.learningRate = learningRate;
+  report.gradNorm = gradNorm;
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return report;
+}
+
+void Trainer::applyAdamW(double lr) {
+  // torch.optim.AdamW, step by step: decoupled decay, moments, bias corrections.
+  const double stepNumber = static_cast<double>(step_ + 1);
+  const double b1 = options_.beta1, b2 = options_.beta2;
+  const double stepSize = lr / (1.0 - std::pow(b1, stepNumber));
+  const double correction2Sqrt = std::sqrt(1.0 - std::pow(b2, stepNumber));
+  for (auto& p : parameters_) {
+    if (!p.value.grad().defined()) continue;
+    const double decay = p.decay ? options_.weightDecay : 0.0;
+    const at::Tensor grad = p.value.grad().to(p.expAvg.scalar_type());
+    p.expAvg.lerp_(grad, 1.0 - b1);
+    p.expAvgSq.mul_(b2).addcmul_(grad, grad, 1.0 - b2);
+    const at::Tensor denom = (p.expAvgSq.sqrt() / correction2Sqrt).add_(options_.epsilon);
+    const bool lowPrecision = p.value.scalar_type() != at::kFloat;
+    if (!lowPrecision || options_.updateMode == UpdateMode::Pure) {
+      if (decay != 0.0) p.value.mul_(1.0 - lr * decay);
+      p.value.addcdiv_(p.expAvg, denom, -stepSize);
+    } else if (options_.updateMode == UpdateMode::Master) {
+      if (decay != 0.0) p.master.mul_(1.0 - lr * decay);
+      p.master.addcdiv_(p.expAvg, denom, -stepSize);
+      p.value.copy_(p.master);
+    } else {
+      const at::Tensor current = p.value.to(at::kFloat);
+      at::Tensor updated = decay != 0.0 ? current * (1.0 - lr * decay) : current.clone();
+      updated.addcdiv_(p.expAvg, denom, -stepSize);
+      if (options_.updateMode == UpdateMode::Stochastic) {
+        p.value.copy_(stochasticRound(updated, generator_));
+      } else {
+        // Kahan: carry what rounding to the weight dtype dropped into the next update.
+        const at::Tensor wanted = updated - current + p.compensation.to(at::kFloat);
+        const at::Tensor rounded = (current + wanted).to(p.value.scalar_type());
+        p.compensation.copy_(wanted - (rounded.to(at::kFloat) - current));
+        p.value.copy_(rounded);
+      }
+    }
+  }
+}
+
+void Trainer::save(const std::string& dir, bool mergeAdapter) {
+  at::NoGradGuard noGrad;
+  if (options_.lora && !mergeAdapter) {
+    saveLoraAdapter(model_.text(), options_.loraOptions, dir, model_.dir());
+    return;
+  }
+  std::map<std::string, at::Tensor> tensors = model_.weights().tensors;
+  if (options_.lora) {
+    for (auto& [name, linear] : loraTargets(model_.text(), options_.loraOptions.targets)) {
+      const at::Tensor delta = at::matmul(linear->loraB, linear->loraA) * linear->loraScale;
+      tensors[name + ".weight"] = (linear->weight.to(at::kFloat) + delta).to(linear->weight.scalar_type());
+    }
+  }
+  saveCheckpoint(dir, model_.config(), tensors, model_.weights().headTied, model_.dir(), model_.dtype());
+}
+
+void Trainer::saveState(const std::string& dir) {
+  at::NoGradGuard noGrad;
+  writeFolderAtomically(dir, [&](const std::string& temp) {
+    save(temp + (options_.lora ? "/adapter" : "/model"));
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    for (const auto& p : parameters_) {
+      tensors.emplace_back("exp_avg." + p.name, p.expAvg);
+      tensors.emplace_back("exp_avg_sq." + p.name, p.expAvgSq);
+      if (p.master.defined()) tensors.emplace_back("master." + p.name, p.master);
+      if (p.compensation.defined()) tensors.emplace_back("compensation." + p.name, p.compensation);
+    }
+    tensors.emplace_back("rng.trainer", generator_.get_state());
+    tensors.emplace_back("rng.device", at::globalContext().defaultGenerator(model_.device()).get_state());
+    writeSafetensors(temp + "/optimizer.safetensors", tensors);
+    const json state = {{"format", "pigg-trainer-state/1"},
+                        {"step", step_},
+                        {"learningRate", options_.learningRate},
+                        {"schedule", options_.schedule},
+                        {"warmupSteps", options_.warmupSteps},
+                        {"totalSteps", options_.totalSteps},
+                        {"updateMode", updateModeName(options_.updateMode)},
+                        {"lora", options_.lora},
+                        {"parameters", trainableNames()}};
+    writeTextFile(temp + "/trainer_state.json", state.dump(2));
+  });
+}
+
+void Trainer::loadState(const std::string& dir) {
+  namespace fs = std::filesystem;
+  const fs::path statePath = fs::path(dir) / "trainer_state.json";
+  std::ifstream in(statePath);
+  if (!in) throw Error(statePath.string() + ": cannot read (is " + dir + " a saved training state?)");
+  json state;
+  try {
+    state = json::parse(in);
+  } catch (const json::exception& error) {
+    throw Error(statePath.string() + ": not valid JSON: " + error.what());
+  }
+  if (state.value("parameters", std::vector<std::string>{}) != trainableNames()) {
+    throw Error(statePath.string() + ": the saved trainable parameters differ from this trainer's setup");
+  }
+  if (state.value("lora", false) != options_.lora) throw Error(statePath.string() + ": saved with lora=" + (state.value("lora", false) ? "true" : "false"));
+  at::NoGradGuard noGrad;
+  const TensorSource optimizer = TensorSource::openFile((fs::path(dir) / "optimizer.safetensors").string());
+  const TensorSource weights = options_.lora ? TensorSource::openFile((fs::path(dir) / "adapter" / "adapter_model.safetensors").string())
+                                             : TensorSource::openDir((fs::path(dir) / "model").string());
+  for (auto& p : parameters_) {
+    const std::string stored = options_.lora ? "base_model.model." + p.name : p.name;
+    if (!weights.has(stored)) throw Error(dir + ": saved state has no weights for '" + p.name + "'");
+    p.value.copy_(weights.tensor(stored));
+    p.expAvg.copy_(optimizer.tensor("exp_avg." + p.name));
+    p.expAvgSq.copy_(optimizer.tensor("exp_avg_sq." + p.name));
+    if (p.master.defined()) p.master.copy_(optimizer.tensor("master." + p.name));
+    if (p.compensation.defined()) p.compensation.copy_(optimizer.tensor("compensation." + p.name));
+  }
+  generator_.set_state(optimizer.tensor("rng.trainer").clone());
+  at::Generator deviceGenerator = at::globalContext().defaultGenerator(model_.device());
+  deviceGenerator.set_state(optimizer.tensor("rng.device").clone());
+  step_ = state.value("step", int64_t{0});
+}
+
+}  // namespace pigg

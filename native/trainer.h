@@ -1,0 +1,109 @@
+// Fine-tuning Qwen3-VL with the Hugging Face Trainer's semantics: loss per micro-batch divided by the number of
+// accumulated micro-batches, gradient clipping, AdamW (decay on all but biases and norm weights), linear or
+// cosine schedules with warmup. The text decoder is trained through per-layer gradient checkpointing; the vision
+// tower and the mergers stay frozen unless asked otherwise. bf16 weights take updates through fp32 master
+// weights (default), Kahan compensation, stochastic rounding, or plainly (PIGG's setting).
+#pragma once
+#include <ATen/ATen.h>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "lora.h"
+#include "model.h"
+
+namespace pigg {
+
+struct TrainableSpec {
+  bool vision = false;       // patch embedding, position table, vision blocks
+  bool aligner = false;      // merger and DeepStack mergers
+  bool embeddings = true;    // embed_tokens (and a tied head)
+  bool lmHead = true;        // an untied lm_head
+  int64_t lastLayers = -1;   // -1: every decoder layer (and the final norm); N: only the last N
+  bool loraOnly = false;     // with LoRA: the base model stays frozen
+};
+
+// How bf16 weights receive updates too small for bf16 (an lr-1e-6 step is below half an ulp of a typical weight).
+enum class UpdateMode { Master, Kahan, Stochastic, Pure };
+
+struct TrainerOptions {
+  double learningRate = 2e-5;
+  double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8;
+  double weightDecay = 0.0;
+  double maxGradNorm = 1.0;  // <= 0 disables clipping
+  int64_t warmupSteps = 0;
+  int64_t totalSteps = 0;    // optimizer steps of the whole run (for the decay)
+  std::string schedule = "linear";  // linear | cosine | constant
+  double minLrRatio = 0.0;   // cosine floor, as a fraction of the peak
+  bool gradientCheckpointing = true;
+  UpdateMode updateMode = UpdateMode::Master;
+  TrainableSpec trainable;
+  bool lora = false;
+  LoraOptions loraOptions;
+  uint64_t seed = 42;
+};
+
+struct StepReport {
+  int64_t step = 0;          // optimizer steps done, this one included
+  double loss = 0.0;         // mean micro-batch loss
+  double learningRate = 0.0;
+  double gradNorm = 0.0;     // before clipping
+  int64_t tokens = 0;        // supervised tokens
+  int64_t inputTokens = 0;   // attended input tokens
+  int64_t microBatches = 0;
+  double seconds = 0.0;
+};
+
+class Trainer {
+ public:
+  Trainer(Qwen3VL& model, const TrainerOptions& options);
+
+  // One optimizer step over the given micro-batches (Trainer semantics: each loss divided by their count).
+  StepReport step(const std::vector<ModelInputs>& microBatches);
+  // One forward + backward without an update; returns the gradients of the named parameters (fixtures).
+  TensorMap gradients(const ModelInputs& batch, const std::vector<std::string>& names);
+  double learningRateAt(int64_t step) const;
+
+  // A checkpoint transformers can load (full fine-tune), or a PEFT adapter folder (LoRA).
+  void save(const std::string& dir, bool mergeAdapter = false);
+  // Everything needed to resume: weights or adapter, optimizer moments, master/compensation tensors, step, RNG.
+  void saveState(const std::string& dir);
+  void loadState(const std::string& dir);
+
+  void cancel() { cancelled_ = true; }
+  int64_t stepsDone() const { return step_; }
+  int64_t trainableParameters() const;
+  std::vector<std::string> trainableNames() const;
+  const TrainerOptions& options() const { return options_; }
+
+ private:
+  struct Parameter {
+    std::string name;
+    at::Tensor value;        // the tensor the model computes with (requires_grad)
+    at::Tensor master;       // fp32 copy (UpdateMode::Master on low-precision weights)
+    at::Tensor compensation; // Kahan residual (UpdateMode::Kahan)
+    at::Tensor expAvg, expAvgSq;
+    bool decay = true;
+  };
+
+  // Loss of one micro-batch and its backward, scaled by `scale`; returns the (unscaled) loss.
+  double forwardBackward(const ModelInputs& batch, double scale, int64_t* supervisedTokens);
+  void applyAdamW(double learningRate);
+  void registerParameter(const std::string& name, const at::Tensor& value);
+
+  Qwen3VL& model_;
+  TrainerOptions options_;
+  std::vector<Parameter> parameters_;
+  std::vector<bool> layerTrainable_;
+  int64_t step_ = 0;
+  std::atomic<bool> cancelled_{false};
+  at::Generator generator_;
+};
+
+UpdateMode parseUpdateMode(const std::string& name);
+
+}  // namespace pigg
