@@ -12,6 +12,7 @@
 #include "error.h"
 #include "model.h"
 #include "safetensors.h"
+#include "lora.h"
 #include "trainer.h"
 
 namespace pigg::api {
@@ -306,6 +307,11 @@ NamedTensors generate(Model& model, const NamedTensors& inputs, const GenerateOp
   engineOptions.eosTokenIds = options.eosTokenIds.empty() && options.useConfigEos ? model.engine->config().eosTokenIds : options.eosTokenIds;
   engineOptions.returnStepLogits = options.returnStepLogits;
   return guarded([&] { return toHostMap(model.engine->generate(toModelInputs(inputs), engineOptions)); });
+}
+
+void loadAdapter(Model& model, const std::string& dir) {
+  std::lock_guard<std::mutex> lock(model.mutex);
+  guarded([&] { loadLoraAdapter(model.engine->text(), dir); return 0; });
 }
 
 std::string inspectCheckpoint(const std::string& dir) {

@@ -43,6 +43,8 @@ std::shared_ptr<Model> loadModel(const std::string& dir, const LoadOptions& opti
 std::string modelInfo(Model& model);
 NamedTensors forward(Model& model, const NamedTensors& inputs, const std::vector<std::string>& outputs);
 NamedTensors generate(Model& model, const NamedTensors& inputs, const GenerateOptions& options);
+// Attaches a PEFT LoRA adapter folder to the model (forward and generate then include it).
+void loadAdapter(Model& model, const std::string& dir);
 class Trainer;  // defined in api.cpp
 
 // Trainer options as JSON (see lib/engine/trainer.ts for the fields); the trainer keeps the model alive.

@@ -166,6 +166,7 @@ ModelConfig ModelConfig::fromDir(const std::string& dir) {
     throw Error(file.string() + ": not valid JSON: " + error.what());
   }
   ModelConfig config = fromJson(parsed, file.string());
+  std::string padSource = file.string(), padField = "text_config.bos_token_id";  // where padTokenId came from
   // generation_config.json carries the complete eos list ([<|im_end|>, <|endoftext|>]) and the pad id.
   const fs::path generation = fs::path(dir) / "generation_config.json";
   if (fs::exists(generation)) {
@@ -177,10 +178,23 @@ ModelConfig ModelConfig::fromDir(const std::string& dir) {
           if (std::find(config.eosTokenIds.begin(), config.eosTokenIds.end(), id) == config.eosTokenIds.end()) config.eosTokenIds.push_back(id);
         }
       }
-      if (gen.contains("pad_token_id") && gen["pad_token_id"].is_number_integer()) config.padTokenId = gen["pad_token_id"].get<int64_t>();
+      if (gen.contains("pad_token_id") && gen["pad_token_id"].is_number_integer()) {
+        config.padTokenId = gen["pad_token_id"].get<int64_t>();
+        padSource = generation.string();
+        padField = "pad_token_id";
+      }
     } catch (const json::exception& error) {
       throw Error(generation.string() + ": not valid JSON: " + error.what());
     }
+  }
+  // No pad id anywhere: pad finished rows with the first EOS id, as transformers' generate does.
+  if (config.padTokenId < 0 && !config.eosTokenIds.empty()) {
+    config.padTokenId = config.eosTokenIds.front();
+    padField = "eos_token_id";
+  }
+  if (config.padTokenId >= config.text.vocabSize) {
+    throw Error(padSource + ": " + padField + " " + std::to_string(config.padTokenId) + " (the generation pad id) is outside the vocabulary [0, " +
+                std::to_string(config.text.vocabSize) + ")");
   }
   return config;
 }

@@ -208,16 +208,31 @@ TensorSource TensorSource::openDir(const std::string& dir) {
   }
   if (!parsed.contains("weight_map") || !parsed["weight_map"].is_object()) throw Error(index.string() + ": missing weight_map object");
   TensorSource source;
-  std::map<std::string, size_t> shardIndex;
+  // Validate every entry first, then open the shards in file-name order (model-00001-of-N first), whatever the
+  // order of the weight_map.
+  std::map<std::string, std::string> firstTensorOf;  // shard file -> first tensor the index puts there
   for (const auto& [name, shard] : parsed["weight_map"].items()) {
     if (!shard.is_string()) throw Error(index.string() + ": weight_map entry for '" + name + "' is not a file name");
     const std::string file = shard.get<std::string>();
-    if (file.find('/') != std::string::npos) throw Error(index.string() + ": shard name '" + file + "' must be a plain file name");
-    auto [it, inserted] = shardIndex.emplace(file, source.files_.size());
-    if (inserted) source.files_.push_back(SafetensorsFile::open((fs::path(dir) / file).string()));
-    const auto& shardFile = source.files_[it->second];
+    if (file.empty() || file.find('/') != std::string::npos || file == "." || file == "..") {
+      throw Error(index.string() + ": shard name '" + file + "' must be a plain file name");
+    }
+    firstTensorOf.emplace(file, name);
+  }
+  std::map<std::string, size_t> shardIndex;
+  for (const auto& [file, firstTensor] : firstTensorOf) {
+    const fs::path shardPath = fs::path(dir) / file;
+    if (!fs::exists(shardPath)) {
+      throw Error(index.string() + ": shard '" + file + "' (holding tensor '" + firstTensor + "') does not exist");
+    }
+    shardIndex.emplace(file, source.files_.size());
+    source.files_.push_back(SafetensorsFile::open(shardPath.string()));
+  }
+  for (const auto& [name, shard] : parsed["weight_map"].items()) {
+    const size_t at = shardIndex.at(shard.get<std::string>());
+    const auto& shardFile = source.files_[at];
     if (!shardFile->entries().count(name)) throw Error(shardFile->path() + ": index names tensor '" + name + "' but the shard does not contain it");
-    source.where_[name] = it->second;
+    source.where_[name] = at;
   }
   return source;
 }

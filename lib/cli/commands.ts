@@ -4,5 +4,8 @@ import { register as fixture } from './fixture.js';
 import { register as inspect } from './inspect.js';
 import { register as folds } from './folds.js';
 import { register as convert } from './convert.js';
+import { register as preprocess } from './preprocess.js';
+import { register as initRandom } from './init-random.js';
+import { register as experiments } from './experiments.js';
 
-export const commands: Array<(program: Command) => void> = [inspect, fixture, folds, convert];
+export const commands: Array<(program: Command) => void> = [inspect, fixture, folds, convert, preprocess, initRandom, experiments];

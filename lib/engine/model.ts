@@ -101,6 +101,11 @@ export class Qwen3VL {
     };
   }
 
+  /** Attaches a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors). */
+  loadAdapter(dir: string): Promise<void> {
+    return this.live().loadAdapter(dir);
+  }
+
   /** A trainer over this model's weights (they are updated in place; LoRA adapters attach to this model). */
   async createTrainer(options: TrainerOptions = {}): Promise<Trainer> {
     const { onStep, ...native } = options;

@@ -33,6 +33,7 @@ export interface NativeTrainer {
 export interface NativeModel {
   info(): Promise<string>;
   createTrainer(optionsJson: string): Promise<NativeTrainer>;
+  loadAdapter(dir: string): Promise<void>;
   forward(inputs: NamedTensors, outputs: string[]): Promise<NamedTensors>;
   generate(inputs: NamedTensors, options: NativeGenerateOptions): Promise<NamedTensors>;
   dispose(): void;

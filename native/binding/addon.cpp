@@ -165,6 +165,19 @@ Napi::Promise schedule(Napi::Env env, std::function<Result()> work, std::functio
 
 Napi::Value jsonText(Napi::Env env, std::string& text) { return Napi::String::New(env, text); }
 
+// An option that is present and not undefined/null (JS callers often pass {key: undefined}).
+bool hasOption(const Napi::Object& options, const char* key) {
+  if (!options.Has(key)) return false;
+  const Napi::Value value = options.Get(key);
+  return !value.IsUndefined() && !value.IsNull();
+}
+
+int64_t numberOption(Napi::Env env, const Napi::Object& options, const char* key) {
+  const Napi::Value value = options.Get(key);
+  if (!value.IsNumber()) throw Napi::TypeError::New(env, std::string("option '") + key + "' must be a number");
+  return value.As<Napi::Number>().Int64Value();
+}
+
 std::string stringArg(const Napi::CallbackInfo& info, size_t index, const char* what) {
   if (info.Length() <= index || !info[index].IsString()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a string");
   return info[index].As<Napi::String>().Utf8Value();
@@ -264,6 +277,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     return DefineClass(env, "NativeModel",
                        {InstanceMethod("info", &NativeModel::Info), InstanceMethod("forward", &NativeModel::Forward),
                         InstanceMethod("generate", &NativeModel::Generate), InstanceMethod("createTrainer", &NativeModel::CreateTrainer),
+                        InstanceMethod("loadAdapter", &NativeModel::LoadAdapter),
                         InstanceMethod("dispose", &NativeModel::Dispose)});
   }
 
@@ -302,17 +316,24 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     pigg::api::GenerateOptions options;
     if (info.Length() > 1 && info[1].IsObject()) {
       Napi::Object opts = info[1].As<Napi::Object>();
-      if (opts.Has("maxNewTokens")) options.maxNewTokens = opts.Get("maxNewTokens").As<Napi::Number>().Int64Value();
-      if (opts.Has("eosTokenIds") && opts.Get("eosTokenIds").IsArray()) {
+      if (hasOption(opts, "maxNewTokens")) options.maxNewTokens = numberOption(env, opts, "maxNewTokens");
+      if (hasOption(opts, "eosTokenIds")) {
+        if (!opts.Get("eosTokenIds").IsArray()) throw Napi::TypeError::New(env, "option 'eosTokenIds' must be an array of numbers");
         Napi::Array ids = opts.Get("eosTokenIds").As<Napi::Array>();
         for (uint32_t i = 0; i < ids.Length(); ++i) options.eosTokenIds.push_back(ids.Get(i).As<Napi::Number>().Int64Value());
         options.useConfigEos = false;
       }
-      if (opts.Has("returnStepLogits")) options.returnStepLogits = opts.Get("returnStepLogits").ToBoolean();
+      if (hasOption(opts, "returnStepLogits")) options.returnStepLogits = opts.Get("returnStepLogits").ToBoolean();
     }
     NamedTensors tensors = inputs.tensors;
     return schedule<NamedTensors>(
         env, [model, tensors, options] { return pigg::api::generate(*model, tensors, options); }, tensorsToJs, inputs.references);
+  }
+
+  Napi::Value LoadAdapter(const Napi::CallbackInfo& info) {
+    auto model = live(info.Env());
+    const std::string dir = stringArg(info, 0, "adapter directory");
+    return schedule<bool>(info.Env(), [model, dir] { pigg::api::loadAdapter(*model, dir); return true; }, undefinedResult);
   }
 
   Napi::Value CreateTrainer(const Napi::CallbackInfo& info) {
@@ -342,10 +363,10 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
   pigg::api::LoadOptions options;
   if (info.Length() > 1 && info[1].IsObject()) {
     Napi::Object opts = info[1].As<Napi::Object>();
-    if (opts.Has("device")) options.device = opts.Get("device").ToString().Utf8Value();
-    if (opts.Has("dtype")) options.dtype = opts.Get("dtype").ToString().Utf8Value();
-    if (opts.Has("threads")) options.threads = opts.Get("threads").As<Napi::Number>().Int32Value();
-    if (opts.Has("allowTf32")) options.allowTf32 = opts.Get("allowTf32").ToBoolean();
+    if (hasOption(opts, "device")) options.device = opts.Get("device").ToString().Utf8Value();
+    if (hasOption(opts, "dtype")) options.dtype = opts.Get("dtype").ToString().Utf8Value();
+    if (hasOption(opts, "threads")) options.threads = static_cast<int>(numberOption(env, opts, "threads"));
+    if (hasOption(opts, "allowTf32")) options.allowTf32 = opts.Get("allowTf32").ToBoolean();
   }
   return schedule<std::shared_ptr<pigg::api::Model>>(
       env, [dir, options] { return pigg::api::loadModel(dir, options); },
@@ -382,9 +403,9 @@ Napi::Value InitRandom(const Napi::CallbackInfo& info) {
   uint64_t seed = 0;
   if (info.Length() > 2 && info[2].IsObject()) {
     Napi::Object opts = info[2].As<Napi::Object>();
-    if (opts.Has("dtype")) dtype = opts.Get("dtype").ToString().Utf8Value();
-    if (opts.Has("device")) device = opts.Get("device").ToString().Utf8Value();
-    if (opts.Has("seed")) seed = static_cast<uint64_t>(opts.Get("seed").As<Napi::Number>().Int64Value());
+    if (hasOption(opts, "dtype")) dtype = opts.Get("dtype").ToString().Utf8Value();
+    if (hasOption(opts, "device")) device = opts.Get("device").ToString().Utf8Value();
+    if (hasOption(opts, "seed")) seed = static_cast<uint64_t>(numberOption(info.Env(), opts, "seed"));
   }
   return schedule<bool>(info.Env(), [config, dir, dtype, device, seed] { pigg::api::initRandomCheckpoint(config, dir, dtype, device, seed); return true; },
                         undefinedResult);

@@ -1,0 +1,32 @@
+// From canonical samples to model inputs: image preprocessing, PIGG's prompt and answer, batching.
+import { join } from 'node:path';
+import type { Sample } from '../data/types.js';
+import { buildInstructionPrompt, formatAnswer, type AnswerStyle } from '../data/parse.js';
+import { pointToGrid } from '../data/metrics.js';
+import { processImage, PIGG_PIXELS, type ImageProcessorOptions } from '../processor/image.js';
+import { buildBatch, toHostTensors, type SampleMode, type SampleSpec } from '../processor/sample.js';
+import type { QwenTokenizer } from '../processor/tokenizer.js';
+import type { NamedTensors } from '../engine/model.js';
+
+export interface PromptSettings {
+  style: AnswerStyle;
+  image: ImageProcessorOptions;
+}
+
+export const DEFAULT_PROMPT: PromptSettings = { style: 'pigg', image: { ...PIGG_PIXELS } };
+
+/** One sample as the chat the model sees: its screenshot, the instruction prompt and (for training) the gold answer. */
+export async function sampleSpec(sample: Sample, datasetDir: string, settings: PromptSettings, withAnswer: boolean): Promise<SampleSpec> {
+  const image = await processImage(join(datasetDir, sample.image), settings.image).catch((error: Error) => {
+    throw new Error(`sample ${sample.id}: ${error.message}`);
+  });
+  const spec: SampleSpec = { id: sample.id, images: [image], prompt: buildInstructionPrompt(sample.instruction, settings.style) };
+  if (withAnswer) spec.answer = formatAnswer(pointToGrid(sample.target, sample.width, sample.height), sample.referring, settings.style);
+  return spec;
+}
+
+export async function modelBatch(tokenizer: QwenTokenizer, samples: Sample[], datasetDir: string, settings: PromptSettings,
+  mode: SampleMode): Promise<NamedTensors> {
+  const specs = await Promise.all(samples.map((sample) => sampleSpec(sample, datasetDir, settings, mode !== 'generate')));
+  return toHostTensors(buildBatch(tokenizer, specs, { mode }));
+}

@@ -1,0 +1,36 @@
+// PIGG's training settings (its global and personal fine-tunes) as named presets.
+export interface TrainConfig {
+  learningRate: number;
+  epochs: number;
+  /** Micro-batch size (PIGG: 1). */
+  batchSize: number;
+  gradientAccumulation: number;
+  warmupSteps: number;
+  weightDecay: number;
+  maxGradNorm: number;
+  schedule: 'linear' | 'cosine' | 'constant';
+  /** How bf16 weights take updates; 'pure' reproduces PIGG's plain-bf16 AdamW. */
+  updateMode: 'master' | 'kahan' | 'stochastic' | 'pure';
+  gradientCheckpointing: boolean;
+  /** Label convention: 'pigg' (answer tokens only) or 'qwen' (answer + <|im_end|> + newline). */
+  labels: 'pigg' | 'qwen';
+  lora?: { rank: number; alpha: number; dropout: number };
+  seed: number;
+}
+
+export const PRESETS = {
+  'pigg-global': {
+    learningRate: 1e-6, epochs: 1, batchSize: 1, gradientAccumulation: 8, warmupSteps: 50, weightDecay: 0.01, maxGradNorm: 1.0,
+    schedule: 'linear', updateMode: 'master', gradientCheckpointing: true, labels: 'pigg', seed: 42,
+  },
+  'pigg-personal': {
+    learningRate: 2e-5, epochs: 3, batchSize: 1, gradientAccumulation: 4, warmupSteps: 5, weightDecay: 0.01, maxGradNorm: 1.0,
+    schedule: 'linear', updateMode: 'master', gradientCheckpointing: true, labels: 'pigg', seed: 42,
+  },
+} satisfies Record<string, TrainConfig>;
+
+export type PresetName = keyof typeof PRESETS;
+export const PRESET_NAMES = Object.keys(PRESETS) as PresetName[];
+
+/** PIGG's LoRA: r 8, alpha 32, dropout 0.1 on every linear layer of the language model. */
+export const PIGG_LORA = { rank: 8, alpha: 32, dropout: 0.1 };

@@ -1,0 +1,106 @@
+// The fine-tuning loop shared by the global and the personalized runs: a seeded per-epoch order, micro-batches
+// grouped into optimizer steps (gradient accumulation), JSONL logs, periodic resumable state, and the final
+// checkpoint (or LoRA adapter) written atomically. A run killed at any point resumes from its last state.
+import { existsSync, rmSync } from 'node:fs';
+import { appendFile, mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Sample } from '../data/types.js';
+import { PythonRandom } from '../data/folds.js';
+import { Qwen3VL, type LoadOptions } from '../engine/model.js';
+import type { StepReport, Trainer } from '../engine/trainer.js';
+import type { QwenTokenizer } from '../processor/tokenizer.js';
+import { modelBatch, type PromptSettings } from './inputs.js';
+import type { TrainConfig } from './presets.js';
+
+export interface TrainRunOptions {
+  /** Model to start from. */
+  modelDir: string;
+  samples: readonly Sample[];
+  datasetDir: string;
+  config: TrainConfig;
+  settings: PromptSettings;
+  load: LoadOptions;
+  /** Where the final checkpoint (or adapter) goes; its presence means the run is finished. */
+  outDir: string;
+  /** Resumable state, saved every saveEvery optimizer steps and removed at the end. */
+  stateDir: string;
+  logFile: string;
+  saveEvery?: number;
+  signal?: AbortSignal;
+  onStep?: (report: StepReport & { epoch: number; totalSteps: number }) => void;
+}
+
+/** The optimizer steps of a run: per epoch a seeded shuffle, cut into micro-batches and accumulation groups. */
+export function planSteps(count: number, config: Pick<TrainConfig, 'epochs' | 'batchSize' | 'gradientAccumulation' | 'seed'>): Array<{ epoch: number; microBatches: number[][] }> {
+  const steps: Array<{ epoch: number; microBatches: number[][] }> = [];
+  for (let epoch = 0; epoch < config.epochs; epoch++) {
+    const order = new PythonRandom(config.seed + epoch).shuffle(Array.from({ length: count }, (_, i) => i));
+    const micro: number[][] = [];
+    for (let i = 0; i < order.length; i += config.batchSize) micro.push(order.slice(i, i + config.batchSize));
+    for (let i = 0; i < micro.length; i += config.gradientAccumulation) steps.push({ epoch, microBatches: micro.slice(i, i + config.gradientAccumulation) });
+  }
+  return steps;
+}
+
+export function isFinishedCheckpoint(dir: string): boolean {
+  return existsSync(join(dir, 'config.json')) || existsSync(join(dir, 'adapter_config.json'));
+}
+
+/**
+ * Trains and returns the trained model (adapters attached for LoRA), or, when outDir already holds the
+ * finished result, the model loaded from it. The caller disposes the model.
+ */
+export async function trainRun(tokenizer: QwenTokenizer, options: TrainRunOptions): Promise<Qwen3VL> {
+  const { config, samples } = options;
+  if (samples.length === 0) throw new Error('no training samples');
+  if (isFinishedCheckpoint(options.outDir)) {
+    if (!config.lora) return Qwen3VL.load(options.outDir, options.load);
+    const model = await Qwen3VL.load(options.modelDir, options.load);
+    await model.loadAdapter(options.outDir);
+    return model;
+  }
+  const steps = planSteps(samples.length, config);
+  const model = await Qwen3VL.load(options.modelDir, options.load);
+  try {
+    const trainer: Trainer = await model.createTrainer({
+      learningRate: config.learningRate,
+      weightDecay: config.weightDecay,
+      maxGradNorm: config.maxGradNorm,
+      warmupSteps: config.warmupSteps,
+      totalSteps: steps.length,
+      schedule: config.schedule,
+      updateMode: config.updateMode,
+      gradientCheckpointing: config.gradientCheckpointing,
+      seed: config.seed,
+      lora: config.lora,
+    });
+    let done = 0;
+    if (existsSync(join(options.stateDir, 'trainer_state.json'))) {
+      await trainer.loadState(options.stateDir);
+      done = (await trainer.info()).step;
+    }
+    await mkdir(dirname(options.logFile), { recursive: true });
+    const saveEvery = options.saveEvery ?? 50;
+    for (let index = done; index < steps.length; index++) {
+      const { epoch, microBatches } = steps[index];
+      const batches = [];
+      for (const micro of microBatches) {
+        batches.push(await modelBatch(tokenizer, micro.map((i) => samples[i]), options.datasetDir, options.settings, config.labels));
+      }
+      const report = await trainer.step(batches, { signal: options.signal });
+      const memory = process.memoryUsage();
+      await appendFile(options.logFile, `${JSON.stringify({
+        step: report.step, epoch, loss: report.loss, lr: report.learningRate, grad_norm: report.gradNorm, tokens: report.tokens,
+        tokens_per_s: report.inputTokens / report.seconds, seconds: report.seconds, rss_bytes: memory.rss, time: new Date().toISOString(),
+      })}\n`);
+      options.onStep?.({ ...report, epoch, totalSteps: steps.length });
+      if (report.step % saveEvery === 0 && report.step < steps.length) await trainer.saveState(options.stateDir);
+    }
+    await trainer.save(options.outDir);
+    rmSync(options.stateDir, { recursive: true, force: true });
+    return model;
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
+}
