@@ -8,5 +8,7 @@ export default defineConfig({
     // The native engine uses both cores itself; parallel files would only fight over them.
     fileParallelism: false,
     pool: 'forks',
+    // The JSON report lets .ci/run print its closing "N passed, N failed" line.
+    reporters: ['default', ['json', { outputFile: 'test-results/vitest.json' }]],
   },
 });

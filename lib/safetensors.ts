@@ -46,24 +46,39 @@ export function readSafetensors(path: string): Map<string, HostTensor> {
   const headerLength = file.readBigUInt64LE(0);
   if (headerLength > BigInt(file.length - 8)) fail(`header length ${headerLength} runs past the end of the file (${file.length} bytes)`);
   const dataStart = 8 + Number(headerLength);
-  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  let header: unknown;
   try {
     header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(file.subarray(8, dataStart)));
   } catch (error) {
     return fail(`header is not valid UTF-8 JSON (${(error as Error).message})`);
   }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
+  const dataSize = file.length - dataStart;
+  const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
   const tensors = new Map<string, HostTensor>();
-  for (const [name, entry] of Object.entries(header)) {
+  const ranges: Array<[number, number, string]> = [];
+  for (const [name, value] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') continue;
+    const entry = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (typeof entry !== 'object' || entry === null) fail(`tensor '${name}': header entry is not a JSON object`);
     const dtype = entry.dtype as DType;
-    if (!(dtype in ELEMENT_SIZE)) fail(`tensor '${name}' has unsupported dtype ${entry.dtype}`);
-    const [begin, end] = entry.data_offsets;
-    const count = numel(entry.shape);
+    if (typeof entry.dtype !== 'string' || !(dtype in ELEMENT_SIZE)) fail(`tensor '${name}' has unsupported dtype ${String(entry.dtype)}`);
+    if (!Array.isArray(entry.shape) || !entry.shape.every(isCount)) fail(`tensor '${name}': shape must be an array of non-negative integers`);
+    const offsets = entry.data_offsets;
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount)) fail(`tensor '${name}': data_offsets must be two non-negative integers`);
+    const shape = entry.shape as number[];
+    const [begin, end] = offsets as [number, number];
+    const count = numel(shape);
     if (end - begin !== count * ELEMENT_SIZE[dtype]) {
-      fail(`tensor '${name}': shape [${entry.shape}] × ${dtype} needs ${count * ELEMENT_SIZE[dtype]} bytes, offsets give ${end - begin}`);
+      fail(`tensor '${name}': shape [${shape}] × ${dtype} needs ${count * ELEMENT_SIZE[dtype]} bytes, offsets give ${end - begin}`);
     }
-    if (dataStart + end > file.length) fail(`tensor '${name}' ends at byte ${dataStart + end}, past the end of the file (${file.length})`);
-    tensors.set(name, { dtype, shape: entry.shape, data: view(dtype, file.subarray(dataStart + begin, dataStart + end), count) });
+    if (end > dataSize) fail(`tensor '${name}' ends at byte ${dataStart + end}, past the end of the file (${file.length})`);
+    if (end > begin) ranges.push([begin, end, name]);
+    tensors.set(name, { dtype, shape, data: view(dtype, file.subarray(dataStart + begin, dataStart + end), count) });
+  }
+  ranges.sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < ranges.length; i++) {
+    if (ranges[i][0] < ranges[i - 1][1]) fail(`tensors '${ranges[i - 1][2]}' and '${ranges[i][2]}' have overlapping data_offsets`);
   }
   return tensors;
 }
@@ -82,7 +97,7 @@ export function writeSafetensors(path: string, tensors: Map<string, HostTensor> 
     offset += bytes;
   }
   let json = JSON.stringify(header);
-  json += ' '.repeat((8 - (json.length % 8)) % 8);
+  json += ' '.repeat((8 - (Buffer.byteLength(json, 'utf8') % 8)) % 8);  // pad the byte length, not the character count
   const headerBytes = Buffer.from(json, 'utf8');
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(headerBytes.length));

@@ -315,6 +315,7 @@ void loadAdapter(Model& model, const std::string& dir) {
 }
 
 std::string inspectCheckpoint(const std::string& dir) {
+  return guarded([&] {
   const ModelConfig config = ModelConfig::fromDir(dir);
   const CheckpointSummary summary = validateCheckpoint(dir, config);
   json info = {{"path", dir},
@@ -328,9 +329,11 @@ std::string inspectCheckpoint(const std::string& dir) {
                {"config", configSummary(config)},
                {"warnings", summary.warnings}};
   return info.dump();
+  });
 }
 
 NamedTensors readTensors(const std::string& path) {
+  return guarded([&] {
   const TensorSource source = TensorSource::openFile(path);
   NamedTensors out;
   for (const auto& name : source.names()) {
@@ -344,6 +347,7 @@ NamedTensors readTensors(const std::string& path) {
     out.emplace_back(name, host);
   }
   return out;
+  });
 }
 
 void writeTensors(const std::string& path, const NamedTensors& tensors) {

@@ -129,6 +129,30 @@ ModelConfig ModelConfig::fromJson(const json& root, const std::string& path) {
   config.eosTokenIds = tokenIds(textJson.value("eos_token_id", json()));
   config.padTokenId = text.integer("bos_token_id", -1);
 
+  // Sizes must be positive: zero or negative values would give empty weights, or divide by zero in the grid math.
+  auto positive = [&](const std::string& key, int64_t value) {
+    if (value <= 0) throw Error(path + ": " + key + " must be positive, got " + std::to_string(value));
+  };
+  positive("text_config.vocab_size", t.vocabSize);
+  positive("text_config.hidden_size", t.hidden);
+  positive("text_config.intermediate_size", t.intermediate);
+  positive("text_config.num_hidden_layers", t.layers);
+  positive("text_config.num_attention_heads", t.heads);
+  positive("text_config.num_key_value_heads", t.kvHeads);
+  positive("text_config.head_dim", t.headDim);
+  positive("vision_config.depth", v.depth);
+  positive("vision_config.hidden_size", v.hidden);
+  positive("vision_config.intermediate_size", v.intermediate);
+  positive("vision_config.num_heads", v.heads);
+  positive("vision_config.in_channels", v.inChannels);
+  positive("vision_config.patch_size", v.patchSize);
+  positive("vision_config.temporal_patch_size", v.temporalPatchSize);
+  positive("vision_config.spatial_merge_size", v.spatialMergeSize);
+  positive("vision_config.out_hidden_size", v.outHidden);
+  positive("vision_config.num_position_embeddings", v.numPositionEmbeddings);
+  if (!(t.rmsNormEps > 0)) throw Error(path + ": text_config.rms_norm_eps must be positive");
+  if (!(t.ropeTheta > 0)) throw Error(path + ": rope_theta must be positive");
+
   // Consistency checks that would otherwise surface as shape errors deep inside a forward.
   int64_t sectionSum = 0;
   for (int64_t s : t.mropeSection) sectionSum += s;

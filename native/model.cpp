@@ -227,12 +227,14 @@ TensorMap Qwen3VL::generate(const ModelInputs& prompts, const GenerateOptions& o
   const at::Tensor eos = at::tensor(options.eosTokenIds.empty() ? std::vector<int64_t>{-1} : options.eosTokenIds, at::kLong).to(device_);
   at::Tensor finished = at::zeros({batch}, at::TensorOptions().dtype(at::kBool).device(device_));
   const at::Tensor nextBase = rope.maxPosition.to(device_) + 1;  // new token s gets max prompt position + 1 + s
+  // Finished rows are padded with the pad id (transformers falls back to the first EOS id when none is set).
+  const int64_t padId = config_.padTokenId >= 0 ? config_.padTokenId : (options.eosTokenIds.empty() ? 0 : options.eosTokenIds.front());
   std::vector<at::Tensor> tokens, stepLogits, fedPositions;
   for (int64_t step = 0; step < options.maxNewTokens; ++step) {
     if (options.returnStepLogits) stepLogits.push_back(lastLogits);
     at::Tensor next = lastLogits.argmax(-1);  // ties go to the lowest index
     if (!options.eosTokenIds.empty()) {
-      next = at::where(finished, at::full_like(next, config_.padTokenId), next);
+      next = at::where(finished, at::full_like(next, padId), next);
       finished = finished | at::isin(next, eos);
     }
     tokens.push_back(next);

@@ -2,10 +2,12 @@
 
 #include <torch/csrc/autograd/autograd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <regex>
 
@@ -21,6 +23,8 @@ using json = nlohmann::json;
 
 // transformers' Trainer decays every weight except biases and norm weights (LayerNorm modules and names
 // matching its norm patterns).
+bool isLoraName(const std::string& name) { return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos; }
+
 bool decays(const std::string& name) {
   static const std::regex noDecay(R"(bias|layernorm|rmsnorm|(^|\.)norm[12]?($|\.)|_norm($|\.))");
   return !std::regex_search(name, noDecay);
@@ -60,6 +64,13 @@ Trainer::Trainer(Qwen3VL& model, const TrainerOptions& options)
   }
   if (options.learningRate < 0 || options.warmupSteps < 0) throw Error("learning rate and warmup steps must not be negative");
   generator_.set_current_seed(options.seed);
+  {
+    // LoRA dropout draws from the device's default generator: seed it as well (transformers' Trainer calls
+    // set_seed(args.seed)), so a run repeats from its seed wherever it starts in the process.
+    at::Generator device = at::globalContext().defaultGenerator(model.device());
+    std::lock_guard<std::mutex> lock(device.mutex());
+    device.set_current_seed(options.seed);
+  }
   const TrainableSpec& spec = options.trainable;
   const int64_t layers = model.config().text.layers;
   const int64_t firstTrainable = spec.loraOnly ? layers : (spec.lastLayers < 0 ? 0 : std::max<int64_t>(0, layers - spec.lastLayers));
@@ -323,8 +334,19 @@ void Trainer::applyAdamW(double lr) {
 
 void Trainer::save(const std::string& dir, bool mergeAdapter) {
   at::NoGradGuard noGrad;
-  if (options_.lora && !mergeAdapter) {
+  const bool baseTrains = std::any_of(parameters_.begin(), parameters_.end(), [](const Parameter& p) { return !isLoraName(p.name); });
+  if (options_.lora && !mergeAdapter && !baseTrains) {
     saveLoraAdapter(model_.text(), options_.loraOptions, dir, model_.dir());
+    return;
+  }
+  if (options_.lora && !mergeAdapter) {
+    // Trained base weights (loraOnly false) do not fit peft's adapter format: the adapter goes to dir and the
+    // trained, unmerged base model to dir/base, which the adapter config names as its base model.
+    const std::string base = (std::filesystem::absolute(dir) / "base").lexically_normal().string();
+    writeFolderAtomically(dir, [&](const std::string& temp) {
+      saveLoraAdapter(model_.text(), options_.loraOptions, temp, base);
+      saveCheckpoint(temp + "/base", model_.config(), model_.weights().tensors, model_.weights().headTied, model_.dir(), model_.dtype());
+    });
     return;
   }
   std::map<std::string, at::Tensor> tensors = model_.weights().tensors;
@@ -383,10 +405,15 @@ void Trainer::loadState(const std::string& dir) {
   const TensorSource optimizer = TensorSource::openFile((fs::path(dir) / "optimizer.safetensors").string());
   const TensorSource weights = options_.lora ? TensorSource::openFile((fs::path(dir) / "adapter" / "adapter_model.safetensors").string())
                                              : TensorSource::openDir((fs::path(dir) / "model").string());
+  // With LoRA and a trainable base, the base weights sit in adapter/base (see save()).
+  const bool baseTrains = std::any_of(parameters_.begin(), parameters_.end(), [](const Parameter& p) { return !isLoraName(p.name); });
+  const TensorSource base = options_.lora && baseTrains ? TensorSource::openDir((fs::path(dir) / "adapter" / "base").string()) : weights;
   for (auto& p : parameters_) {
-    const std::string stored = options_.lora ? "base_model.model." + p.name : p.name;
-    if (!weights.has(stored)) throw Error(dir + ": saved state has no weights for '" + p.name + "'");
-    p.value.copy_(weights.tensor(stored));
+    const bool adapter = options_.lora && isLoraName(p.name);
+    const std::string stored = adapter ? "base_model.model." + p.name : p.name;
+    const TensorSource& source = adapter || !options_.lora ? weights : base;
+    if (!source.has(stored)) throw Error(dir + ": saved state has no weights for '" + p.name + "'");
+    p.value.copy_(source.tensor(stored));
     p.expAvg.copy_(optimizer.tensor("exp_avg." + p.name));
     p.expAvgSq.copy_(optimizer.tensor("exp_avg_sq." + p.name));
     if (p.master.defined()) p.master.copy_(optimizer.tensor("master." + p.name));

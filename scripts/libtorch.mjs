@@ -62,10 +62,14 @@ function provision() {
   const spec = process.env.PIGG_TORCH_SPEC ?? (cuda ? 'torch' : 'torch==2.13.0+cpu');
   console.error(`pigg: provisioning ${spec} into .venv`);
   if (!existsSync(venvPython)) execFileSync('python3', ['-m', 'venv', join(projectRoot, '.venv')], { stdio: 'inherit' });
-  const args = ['-m', 'pip', 'install', '-q', spec];
-  // The CPU wheel lives on PyTorch's own index when not served from a local store.
-  if (!cuda && !process.env.PIP_FIND_LINKS) args.push('--extra-index-url', 'https://download.pytorch.org/whl/cpu');
-  execFileSync(venvPython, args, { stdio: 'inherit' });
+  const install = (extra) => execFileSync(venvPython, ['-m', 'pip', 'install', '-q', spec, ...extra], { stdio: 'inherit' });
+  try {
+    install([]);  // pip's configured indexes first (a local wheel store where there is one)
+  } catch (error) {
+    // The +cpu wheels live on PyTorch's own index.
+    if (cuda) throw error;
+    install(['--extra-index-url', 'https://download.pytorch.org/whl/cpu']);
+  }
 }
 
 const isMain = process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url);

@@ -7,5 +7,6 @@ import { register as convert } from './convert.js';
 import { register as preprocess } from './preprocess.js';
 import { register as initRandom } from './init-random.js';
 import { register as experiments } from './experiments.js';
+import { register as demo } from './demo.js';
 
-export const commands: Array<(program: Command) => void> = [inspect, fixture, folds, convert, preprocess, initRandom, experiments];
+export const commands: Array<(program: Command) => void> = [inspect, fixture, folds, convert, preprocess, initRandom, experiments, demo];
