@@ -61,11 +61,8 @@ at::Tensor toTensor(const std::string& name, const HostTensor& host) {
   return at::from_blob(host.data, host.shape, at::TensorOptions().dtype(type));
 }
 
-HostTensor toHost(const at::Tensor& tensor) {
-  // Floating outputs leave as fp32 whatever the compute dtype, so results compare across precisions.
-  at::Tensor cpu = tensor.detach().to(at::kCPU);
-  if (at::isFloatingType(cpu.scalar_type())) cpu = cpu.to(at::kFloat);
-  cpu = cpu.contiguous();
+// A host view of a contiguous CPU tensor that keeps the tensor alive.
+HostTensor hostView(const at::Tensor& cpu) {
   HostTensor host;
   host.dtype = fromScalarType(cpu.scalar_type());
   host.shape = cpu.sizes().vec();
@@ -73,6 +70,13 @@ HostTensor toHost(const at::Tensor& tensor) {
   host.bytes = cpu.numel() * cpu.element_size();
   host.owner = std::make_shared<at::Tensor>(cpu);
   return host;
+}
+
+HostTensor toHost(const at::Tensor& tensor) {
+  // Floating outputs leave as fp32 whatever the compute dtype, so results compare across precisions.
+  at::Tensor cpu = tensor.detach().to(at::kCPU);
+  if (at::isFloatingType(cpu.scalar_type())) cpu = cpu.to(at::kFloat);
+  return hostView(cpu.contiguous());
 }
 
 NamedTensors toHostMap(const TensorMap& tensors) {
@@ -316,37 +320,28 @@ void loadAdapter(Model& model, const std::string& dir) {
 
 std::string inspectCheckpoint(const std::string& dir) {
   return guarded([&] {
-  const ModelConfig config = ModelConfig::fromDir(dir);
-  const CheckpointSummary summary = validateCheckpoint(dir, config);
-  json info = {{"path", dir},
-               {"architecture", config.raw.value("architectures", json::array({"Qwen3VLForConditionalGeneration"}))},
-               {"modelType", "qwen3_vl"},
-               {"files", summary.files},
-               {"tensors", summary.tensorCount},
-               {"dtypes", summary.dtypeCounts},
-               {"tiedHead", summary.headTied},
-               {"parameters", parameterCounts(config, summary.headTied)},
-               {"config", configSummary(config)},
-               {"warnings", summary.warnings}};
-  return info.dump();
+    const ModelConfig config = ModelConfig::fromDir(dir);
+    const CheckpointSummary summary = validateCheckpoint(dir, config);
+    json info = {{"path", dir},
+                 {"architecture", config.raw.value("architectures", json::array({"Qwen3VLForConditionalGeneration"}))},
+                 {"modelType", "qwen3_vl"},
+                 {"files", summary.files},
+                 {"tensors", summary.tensorCount},
+                 {"dtypes", summary.dtypeCounts},
+                 {"tiedHead", summary.headTied},
+                 {"parameters", parameterCounts(config, summary.headTied)},
+                 {"config", configSummary(config)},
+                 {"warnings", summary.warnings}};
+    return info.dump();
   });
 }
 
 NamedTensors readTensors(const std::string& path) {
   return guarded([&] {
-  const TensorSource source = TensorSource::openFile(path);
-  NamedTensors out;
-  for (const auto& name : source.names()) {
-    at::Tensor tensor = source.tensor(name);
-    HostTensor host;
-    host.dtype = fromScalarType(tensor.scalar_type());
-    host.shape = tensor.sizes().vec();
-    host.data = tensor.data_ptr();
-    host.bytes = tensor.numel() * tensor.element_size();
-    host.owner = std::make_shared<at::Tensor>(tensor);
-    out.emplace_back(name, host);
-  }
-  return out;
+    const TensorSource source = TensorSource::openFile(path);
+    NamedTensors out;
+    for (const auto& name : source.names()) out.emplace_back(name, hostView(source.tensor(name)));
+    return out;
   });
 }
 

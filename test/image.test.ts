@@ -14,10 +14,10 @@ import {
   QWEN3_VL_PIXELS,
   resizePillowBicubic,
   resizeSharp,
-  roundHalfEven,
   smartResize,
   type RgbImage,
 } from '../lib/processor/image.js';
+import { roundHalfEven } from '../lib/data/metrics.js';
 import { readSafetensors } from '../lib/safetensors.js';
 
 const DIR = fileURLToPath(new URL('./fixtures/qwen3vl-tiny/preprocess/', import.meta.url));

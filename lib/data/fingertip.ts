@@ -5,7 +5,8 @@
 import { copyFile, lstat, mkdir, readdir, readFile, rm, stat, symlink } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import sharp from 'sharp';
-import { compareUsers, writeDataset, writeFileAtomic } from './manifest.js';
+import { writeFileAtomic } from '../atomic.js';
+import { compareUsers, writeDataset } from './manifest.js';
 import type { DatasetInfo, Point, Sample } from './types.js';
 
 export const CONVERTER_VERSION = 'convert-fingertip@0.1';

@@ -1,6 +1,7 @@
 // The canonical dataset on disk ("gg-sample/1", datasets.md §5): <dir>/dataset.json, <dir>/manifest.jsonl (one
 // Sample per line, keys in a fixed order) and <dir>/images/. Reading validates every record and names the file,
 // line and field of the first bad one; writing is atomic (temp file + rename) so a crash never leaves half a file.
+import { writeFileAtomic } from '../atomic.js';
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { access, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -178,19 +179,6 @@ export function sampleToJsonLine(sample: Sample): string {
     meta: sample.meta,
   };
   return JSON.stringify(ordered);
-}
-
-/** Writes via a temp file in the same directory and renames it into place. */
-export async function writeFileAtomic(file: string, data: string): Promise<void> {
-  await mkdir(dirname(file), { recursive: true });
-  const temp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  try {
-    await writeFile(temp, data, 'utf8');
-    await rename(temp, file);
-  } catch (error) {
-    await rm(temp, { force: true });
-    throw error;
-  }
 }
 
 /** Validates, then writes manifest.jsonl and dataset.json atomically (manifest first, so dataset.json marks completion). */

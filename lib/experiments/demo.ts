@@ -1,6 +1,7 @@
 // The whole PIGG pipeline on an embedded default that runs on a laptop CPU in a few minutes: a synthetic
 // dataset (users with their own layouts and preferences), a tiny random Qwen3-VL with the real tokenizer,
-// vanilla evaluation, the global fine-tune, the personalized K-fold fine-tune and the evaluation of each.
+// vanilla evaluation, the global fine-tune, the personalized K-fold fine-tune, the evaluation of each and the
+// HTML report.
 // Learning rates are raised over PIGG's presets so that a randomly initialised model learns in a few steps.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,6 +10,7 @@ import { initRandomModel } from '../engine/configs.js';
 import type { PromptSettings } from './inputs.js';
 import { runEval, runPersonalize, runTrainGlobal, type ProgressEvent } from './runs.js';
 import { writeJson } from './results.js';
+import { writeReport } from '../report/html.js';
 
 export interface DemoOptions {
   out: string;
@@ -64,5 +66,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
   });
   const summary = { vanilla: vanilla.overall, global: globalResult.overall, personalized: personalized.overall };
   await writeJson(join(results, 'demo_summary.json'), summary);
+  const report = await writeReport(results);
+  log(`report: ${report.html}`);
   return summary;
 }

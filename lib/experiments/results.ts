@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { writeFileAtomic } from '../data/manifest.js';
+import { writeFileAtomic } from '../atomic.js';
 import { foldMetrics, scoreGrid, type FoldMetrics, type UserSummary } from '../data/metrics.js';
 
 export interface EvalRecord {

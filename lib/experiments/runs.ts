@@ -1,6 +1,6 @@
 // PIGG's experiments as library calls: evaluation of any checkpoint (vanilla or fine-tuned), the global
 // fine-tune, and the personalized K-fold fine-tune. Results follow PIGG's layout and names; every run resumes.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Sample } from '../data/types.js';
 import { kFolds } from '../data/folds.js';
@@ -25,6 +25,14 @@ export interface RunCommon {
   load?: LoadOptions;
   signal?: AbortSignal;
   onProgress?: (event: ProgressEvent) => void;
+}
+
+/** A model folder must hold a Qwen3-VL config.json (the engine checks the rest when it loads). */
+export function checkModelDir(dir: string): void {
+  const config = join(dir, 'config.json');
+  if (!existsSync(config)) throw new Error(`${dir} is not a model folder (no config.json)`);
+  const modelType = (JSON.parse(readFileSync(config, 'utf8')) as { model_type?: string }).model_type;
+  if (modelType !== 'qwen3_vl') throw new Error(`${config}: model_type is '${modelType}', pigg runs Qwen3-VL (model_type 'qwen3_vl')`);
 }
 
 /** The samples of each selected user, in manifest order; an unknown or empty user is an error. */
@@ -64,6 +72,7 @@ export interface ExperimentResult {
 
 /** Zero-shot or checkpoint evaluation: per user out.json / results.txt, then summary.json over all samples. */
 export async function runEval(options: EvalRunOptions): Promise<ExperimentResult> {
+  checkModelDir(options.model);
   const byUser = await usersSamples(options.data, options.users);
   const dir = join(options.out ?? 'eval_results', options.name ?? basename(options.model));
   const tokenizer = QwenTokenizer.fromDir(options.model);
@@ -120,6 +129,7 @@ function trainProgress(options: RunCommon, user?: string, fold?: number): TrainR
 
 /** PIGG's global fine-tune on many users' samples; writes a checkpoint transformers can load. */
 export async function runTrainGlobal(options: TrainGlobalOptions): Promise<string> {
+  checkModelDir(options.model);
   const byUser = await usersSamples(options.data, options.users);
   const samples = [...byUser.values()].flat();
   const config = trainConfig(options.preset ?? 'pigg-global', options.lora ?? false, options.overrides);
@@ -165,6 +175,7 @@ export interface PersonalizeResult {
 export async function runPersonalize(options: PersonalizeOptions): Promise<PersonalizeResult> {
   const k = options.k ?? 3;
   if (options.fold !== undefined && (options.fold < 0 || options.fold >= k)) throw new Error(`--fold ${options.fold} must be in [0, ${k}) for k = ${k}`);
+  checkModelDir(options.model);
   const byUser = await usersSamples(options.data, options.users);
   const config = trainConfig(options.preset ?? 'pigg-personal', options.lora ?? false, options.overrides);
   const dir = join(options.out ?? 'eval_results', 'personalized');

@@ -4,6 +4,7 @@
 // The default resampler is a port of Pillow's BICUBIC Image.resize (src/libImaging/Resample.c, 8 bits per channel),
 // the path of the slow/PIL Qwen2VLImageProcessor and of qwen-vl-utils; it is bit-exact with the fixture's PIL output.
 // 'sharp' (libvips Catmull-Rom) is faster on huge inputs but not bit-compatible.
+import { roundHalfEven } from '../data/metrics.js';
 import { existsSync } from 'node:fs';
 import sharp, { type OutputInfo } from 'sharp';
 
@@ -50,15 +51,6 @@ export interface ProcessedImage {
   numImageTokens: number;
   sourceSize: { width: number; height: number };
   resizedSize: { width: number; height: number };
-}
-
-/** Python's round(): nearest integer, ties to the even one. */
-export function roundHalfEven(x: number): number {
-  const floor = Math.floor(x);
-  const fraction = x - floor;
-  if (fraction > 0.5) return floor + 1;
-  if (fraction < 0.5) return floor;
-  return floor % 2 === 0 ? floor : floor + 1;
 }
 
 /**
