@@ -21,10 +21,10 @@ namespace {
 
 using json = nlohmann::json;
 
-// transformers' Trainer decays every weight except biases and norm weights (LayerNorm modules and names
-// matching its norm patterns).
 bool isLoraName(const std::string& name) { return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos; }
 
+// transformers' Trainer decays every weight except biases and norm weights (LayerNorm modules and names
+// matching its norm patterns).
 bool decays(const std::string& name) {
   static const std::regex noDecay(R"(bias|layernorm|rmsnorm|(^|\.)norm[12]?($|\.)|_norm($|\.))");
   return !std::regex_search(name, noDecay);

@@ -57,12 +57,25 @@ export function findLibtorch() {
     `or run \`npm run torch\` (python3 -m venv .venv && .venv/bin/pip install torch).` };
 }
 
+// A machine whose pip is configured with a local wheel store (file:// index) installs offline from it: make it
+// the primary index so pip does not spend minutes retrying an unreachable PyPI for every dependency.
+function pipEnvironment() {
+  if (process.env.PIP_INDEX_URL) return process.env;
+  try {
+    const extra = execFileSync(venvPython, ['-m', 'pip', 'config', 'get', 'global.extra-index-url'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const local = extra.split(/\s+/).find((url) => url.startsWith('file://'));
+    return local ? { ...process.env, PIP_INDEX_URL: local } : process.env;
+  } catch {
+    return process.env;
+  }
+}
+
 function provision() {
   const cuda = process.env.PIGG_TORCH_CUDA === '1';
   const spec = process.env.PIGG_TORCH_SPEC ?? (cuda ? 'torch' : 'torch==2.13.0+cpu');
   console.error(`pigg: provisioning ${spec} into .venv`);
   if (!existsSync(venvPython)) execFileSync('python3', ['-m', 'venv', join(projectRoot, '.venv')], { stdio: 'inherit' });
-  const install = (extra) => execFileSync(venvPython, ['-m', 'pip', 'install', '-q', spec, ...extra], { stdio: 'inherit' });
+  const install = (extra) => execFileSync(venvPython, ['-m', 'pip', 'install', '-q', spec, ...extra], { stdio: 'inherit', env: pipEnvironment() });
   try {
     install([]);  // pip's configured indexes first (a local wheel store where there is one)
   } catch (error) {

@@ -2,10 +2,16 @@
 import { dirname } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { visualizeRun } from '../report/visualize.js';
-import { action, integerOption } from './common.js';
+import { visualizeModel } from '../experiments/visualize.js';
+import { action, choiceOption, integerOption } from './common.js';
 
 interface VisualizeCliOptions {
-  results: string;
+  results?: string;
+  model?: string;
+  device: string;
+  dtype?: 'fp32' | 'bf16';
+  maxPixels?: number;
+  maxNewTokens: number;
   data: string;
   user: string;
   samples?: number[];
@@ -26,10 +32,15 @@ export function register(program: Command): void {
   program
     .command('visualize')
     .description('draw ground truth (blue), prediction (red) and the hit region on screenshots of one run')
-    .requiredOption('--results <dir>', 'results folder (<experiment>/user_<id>/[fold_<k>/]out.json)')
+    .option('--results <dir>', 'results folder (<experiment>/user_<id>/[fold_<k>/]out.json)')
+    .option('--model <dir>', 'instead of --results: predict the samples with this model first')
+    .option('--device <device>', 'with --model: cpu, cuda or cuda:N', 'cpu')
+    .option('--dtype <dtype>', 'with --model: fp32 or bf16', choiceOption('--dtype', ['fp32', 'bf16'] as const))
+    .option('--max-pixels <n>', "with --model: image max_pixels (PIGG's 1280*28*28 by default)", integerOption('--max-pixels', 1))
+    .option('--max-new-tokens <n>', 'with --model: generation budget', integerOption('--max-new-tokens', 1), 512)
     .requiredOption('--data <dataset>', 'dataset folder (dataset.json, manifest.jsonl, images/)')
     .requiredOption('--user <id>', 'user id', userOption)
-    .option('--samples <index...>', 'record indices in out.json', (v: string, prev: number[] = []) => [...prev, sampleIndex(v)])
+    .option('--samples <index...>', "record indices in out.json (with --model: indices into the user's samples)", (v: string, prev: number[] = []) => [...prev, sampleIndex(v)])
     .option('--all', 'every record of the run')
     .option('--out <dir>', 'output folder (default <results>/visualizations/<experiment>[/fold_<k>])')
     .option('--experiment <name>', 'experiment folder under --results (needed when there are several)')
@@ -39,7 +50,14 @@ export function register(program: Command): void {
         if ((options.samples === undefined) === (options.all === undefined)) {
           throw new Error('give exactly one of --samples <index...> or --all');
         }
-        const written = await visualizeRun(options);
+        if ((options.results === undefined) === (options.model === undefined)) throw new Error('give exactly one of --results <dir> or --model <dir>');
+        const written = options.model !== undefined
+          ? await visualizeModel({
+            model: options.model, data: options.data, user: options.user, samples: options.samples, out: options.out, maxNewTokens: options.maxNewTokens,
+            load: { device: options.device, dtype: options.dtype ?? (options.device.startsWith('cuda') ? 'bf16' : 'fp32') },
+            settings: options.maxPixels === undefined ? undefined : { style: 'pigg', image: { minPixels: 65536, maxPixels: options.maxPixels } },
+          })
+          : await visualizeRun({ ...options, results: options.results! });
         const where = written.length > 0 ? ` under ${dirname(written[0]!)}` : '';
         process.stdout.write(`wrote ${written.length} image${written.length === 1 ? '' : 's'}${where}\n`);
       }),
