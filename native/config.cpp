@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "error.h"
+#include "storage.h"
 
 namespace pigg {
 namespace {
@@ -181,34 +182,21 @@ ModelConfig ModelConfig::fromDir(const std::string& dir) {
   namespace fs = std::filesystem;
   const fs::path file = fs::path(dir) / "config.json";
   if (!fs::is_directory(dir)) throw Error(dir + ": not a directory");
-  std::ifstream in(file);
-  if (!in) throw Error(file.string() + ": cannot read (is this a Hugging Face model folder?)");
-  json parsed;
-  try {
-    parsed = json::parse(in);
-  } catch (const json::exception& error) {
-    throw Error(file.string() + ": not valid JSON: " + error.what());
-  }
-  ModelConfig config = fromJson(parsed, file.string());
+  ModelConfig config = fromJson(readJsonFile(file.string(), "is this a Hugging Face model folder?"), file.string());
   std::string padSource = file.string(), padField = "text_config.bos_token_id";  // where padTokenId came from
   // generation_config.json carries the complete eos list ([<|im_end|>, <|endoftext|>]) and the pad id.
   const fs::path generation = fs::path(dir) / "generation_config.json";
   if (fs::exists(generation)) {
-    std::ifstream genIn(generation);
-    try {
-      const json gen = json::parse(genIn);
-      if (gen.contains("eos_token_id")) {
-        for (int64_t id : tokenIds(gen["eos_token_id"])) {
-          if (std::find(config.eosTokenIds.begin(), config.eosTokenIds.end(), id) == config.eosTokenIds.end()) config.eosTokenIds.push_back(id);
-        }
+    const json gen = readJsonFile(generation.string());
+    if (gen.contains("eos_token_id")) {
+      for (int64_t id : tokenIds(gen["eos_token_id"])) {
+        if (std::find(config.eosTokenIds.begin(), config.eosTokenIds.end(), id) == config.eosTokenIds.end()) config.eosTokenIds.push_back(id);
       }
-      if (gen.contains("pad_token_id") && gen["pad_token_id"].is_number_integer()) {
-        config.padTokenId = gen["pad_token_id"].get<int64_t>();
-        padSource = generation.string();
-        padField = "pad_token_id";
-      }
-    } catch (const json::exception& error) {
-      throw Error(generation.string() + ": not valid JSON: " + error.what());
+    }
+    if (gen.contains("pad_token_id") && gen["pad_token_id"].is_number_integer()) {
+      config.padTokenId = gen["pad_token_id"].get<int64_t>();
+      padSource = generation.string();
+      padField = "pad_token_id";
     }
   }
   // No pad id anywhere: pad finished rows with the first EOS id, as transformers' generate does.

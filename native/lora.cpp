@@ -87,14 +87,7 @@ void saveLoraAdapter(TextDecoder& decoder, const LoraOptions& options, const std
 LoraOptions loadLoraAdapter(TextDecoder& decoder, const std::string& dir) {
   namespace fs = std::filesystem;
   const fs::path configPath = fs::path(dir) / "adapter_config.json";
-  std::ifstream in(configPath);
-  if (!in) throw Error(configPath.string() + ": cannot read (is " + dir + " a PEFT adapter folder?)");
-  json config;
-  try {
-    config = json::parse(in);
-  } catch (const json::exception& error) {
-    throw Error(configPath.string() + ": not valid JSON: " + error.what());
-  }
+  const json config = readJsonFile(configPath.string(), "is " + dir + " a PEFT adapter folder?");
   if (config.value("peft_type", "") != "LORA") throw Error(configPath.string() + ": peft_type is not LORA");
   LoraOptions options;
   options.rank = config.value("r", int64_t{8});

@@ -17,7 +17,7 @@ RopeIndex ropeIndex(const at::Tensor& inputIds, const at::Tensor& attentionMask,
   const at::Tensor mask = hasMask ? attentionMask.to(at::kLong).contiguous() : at::Tensor();
   const int64_t* maskData = hasMask ? mask.data_ptr<int64_t>() : nullptr;
   RopeIndex out;
-  out.positionIds = at::ones({3, batch, length}, at::kLong);
+  out.positionIds = at::zeros({3, batch, length}, at::kLong);  // padded positions stay 0 (transformers 5.x)
   out.ropeDeltas = at::zeros({batch, 1}, at::kLong);
   out.ropeDeltasPadded = at::zeros({batch, 1}, at::kLong);
   out.maxPosition = at::zeros({batch}, at::kLong);

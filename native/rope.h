@@ -10,7 +10,7 @@
 namespace pigg {
 
 struct RopeIndex {
-  at::Tensor positionIds;       // int64 [3, B, L] (T, H, W); padded positions hold 1 (transformers 4.57)
+  at::Tensor positionIds;       // int64 [3, B, L] (T, H, W); padded positions hold 0 (transformers 5.x)
   at::Tensor ropeDeltas;        // int64 [B, 1]: max position + 1 - attended tokens (transformers 5.x)
   at::Tensor ropeDeltasPadded;  // int64 [B, 1]: max position + 1 - padded row length (transformers 4.57)
   at::Tensor maxPosition;       // int64 [B]

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "error.h"
+#include "storage.h"
 
 namespace pigg {
 namespace {
@@ -199,13 +200,7 @@ TensorSource TensorSource::openDir(const std::string& dir) {
     if (!fs::exists(single)) throw Error(dir + ": no model.safetensors or model.safetensors.index.json");
     return openFile(single.string());
   }
-  std::ifstream in(index);
-  json parsed;
-  try {
-    parsed = json::parse(in);
-  } catch (const json::exception& error) {
-    throw Error(index.string() + ": not valid JSON: " + error.what());
-  }
+  const json parsed = readJsonFile(index.string());
   if (!parsed.contains("weight_map") || !parsed["weight_map"].is_object()) throw Error(index.string() + ": missing weight_map object");
   TensorSource source;
   // Validate every entry first, then open the shards in file-name order (model-00001-of-N first), whatever the

@@ -32,6 +32,16 @@ void writeFolderAtomically(const std::string& dir, const std::function<void(cons
   fs::remove_all(old, ignored);
 }
 
+nlohmann::json readJsonFile(const std::string& path, const std::string& hint) {
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot read" + (hint.empty() ? std::string() : " (" + hint + ")"));
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& error) {
+    throw Error(path + ": not valid JSON: " + error.what());
+  }
+}
+
 void writeTextFile(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) throw Error(path + ": cannot create: " + std::strerror(errno));

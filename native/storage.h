@@ -2,6 +2,7 @@
 // interrupted run never leaves a half-written checkpoint.
 #pragma once
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace pigg {
@@ -10,5 +11,9 @@ namespace pigg {
 void writeFolderAtomically(const std::string& dir, const std::function<void(const std::string& tempDir)>& write);
 
 void writeTextFile(const std::string& path, const std::string& text);
+
+// Parses a JSON file; an unreadable file or invalid JSON is an Error naming the file (and `hint`: what the
+// folder should be).
+nlohmann::json readJsonFile(const std::string& path, const std::string& hint = "");
 
 }  // namespace pigg

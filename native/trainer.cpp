@@ -389,14 +389,7 @@ void Trainer::saveState(const std::string& dir) {
 void Trainer::loadState(const std::string& dir) {
   namespace fs = std::filesystem;
   const fs::path statePath = fs::path(dir) / "trainer_state.json";
-  std::ifstream in(statePath);
-  if (!in) throw Error(statePath.string() + ": cannot read (is " + dir + " a saved training state?)");
-  json state;
-  try {
-    state = json::parse(in);
-  } catch (const json::exception& error) {
-    throw Error(statePath.string() + ": not valid JSON: " + error.what());
-  }
+  const json state = readJsonFile(statePath.string(), "is " + dir + " a saved training state?");
   if (state.value("parameters", std::vector<std::string>{}) != trainableNames()) {
     throw Error(statePath.string() + ": the saved trainable parameters differ from this trainer's setup");
   }

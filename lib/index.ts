@@ -1,0 +1,32 @@
+// pigg's public API: the engine (model, trainer), the processor, the data layer and the experiment runners.
+export { Qwen3VL, inspectCheckpoint, engineVersions, FORWARD_OUTPUTS } from './engine/model.js';
+export type { LoadOptions, ModelInfo, CheckpointSummary, GenerateOptions, GenerateResult, ForwardOutput, NamedTensors } from './engine/model.js';
+export { Trainer } from './engine/trainer.js';
+export type { TrainerOptions, StepReport, TrainerInfo } from './engine/trainer.js';
+export { initRandomModel, modelConfig, CONFIG_NAMES } from './engine/configs.js';
+export { runFixtureCase, checkFixtureCase, compareFixture } from './engine/fixture.js';
+export { readSafetensors, writeSafetensors, type HostTensor, type DType } from './safetensors.js';
+
+export { QwenTokenizer, writeTokenizerFiles } from './processor/tokenizer.js';
+export { processImage, smartResize, PIGG_PIXELS, QWEN3_VL_PIXELS } from './processor/image.js';
+export type { ProcessedImage, ImageProcessorOptions } from './processor/image.js';
+export { encodeSample, collate, buildBatch, toHostTensors } from './processor/sample.js';
+export type { SampleSpec, ModelInputs, SampleMode } from './processor/sample.js';
+
+export type { Sample, Point, DatasetInfo } from './data/types.js';
+export { readDataset, writeDataset, parseUserSpec, selectSamples, listUsers } from './data/manifest.js';
+export { kFolds, createKFolds, PythonRandom } from './data/folds.js';
+export { scoreSample, scoreGrid, foldMetrics, userSummary, overallSummary, toGrid, fromGrid } from './data/metrics.js';
+export { parseAnswer, parsePiggInference, formatAnswer, buildInstructionPrompt } from './data/parse.js';
+export { convertFingertip, writeFingertipDataset } from './data/fingertip.js';
+export { loadScreenSpot, loadScreenSpotPro } from './data/screenspot.js';
+export { writeSynthDataset } from './data/synth.js';
+
+export { runEval, runTrainGlobal, runPersonalize, type ProgressEvent } from './experiments/runs.js';
+export { predict } from './experiments/predict.js';
+export { trainRun } from './experiments/train.js';
+export { runDemo } from './experiments/demo.js';
+export { PRESETS, PIGG_LORA, type TrainConfig } from './experiments/presets.js';
+export type { EvalRecord } from './experiments/results.js';
+export { writeReport } from './report/html.js';
+export { visualizeRun, visualizeRecords } from './report/visualize.js';
