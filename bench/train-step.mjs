@@ -18,6 +18,7 @@ import { createRequire } from 'node:module';
 import { cpus, hostname, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { syntheticBatch } from './synthetic-batch.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const addon = () => createRequire(import.meta.url)('node-gyp-build')(root);
@@ -35,22 +36,6 @@ function benchConfig() {
   config.text_config.rope_scaling.mrope_section = [16, 8, 8];
   Object.assign(config.vision_config, { depth: 1, deepstack_visual_indexes: [0], out_hidden_size: 256 });
   return config;
-}
-
-function syntheticBatch(batch, seq, vocab) {
-  const ids = new BigInt64Array(batch * seq);
-  const labels = new BigInt64Array(batch * seq);
-  let state = 12345;
-  for (let i = 0; i < ids.length; i++) {
-    state = (state * 1103515245 + 12345) % 2147483648;
-    ids[i] = BigInt(state % Math.min(vocab, 1000));
-    labels[i] = i % seq >= seq / 2 ? ids[i] : -100n; // the second half of each row is the "answer"
-  }
-  return {
-    input_ids: { dtype: 'I64', shape: [batch, seq], data: ids },
-    attention_mask: { dtype: 'I64', shape: [batch, seq], data: new BigInt64Array(batch * seq).fill(1n) },
-    labels: { dtype: 'I64', shape: [batch, seq], data: labels },
-  };
 }
 
 async function child() {

@@ -8,6 +8,7 @@
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { syntheticBatch } from '../../bench/synthetic-batch.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const [modelDir, checkpointing, batchArg = '2', seqArg = '512'] = process.argv.slice(2);
@@ -21,20 +22,7 @@ const addon = createRequire(import.meta.url)('node-gyp-build')(root);
 const model = await addon.load(modelDir, { dtype: 'fp32' });
 const info = JSON.parse(await model.info());
 const vocab = info.config.text.vocab;
-// Deterministic synthetic tokens below the special-token range; the second half of each row is supervised.
-const ids = new BigInt64Array(batch * seq);
-const labels = new BigInt64Array(batch * seq);
-let state = 12345;
-for (let i = 0; i < ids.length; i++) {
-  state = (state * 1103515245 + 12345) % 2147483648;
-  ids[i] = BigInt(state % Math.min(vocab, 1000));
-  labels[i] = i % seq >= seq / 2 ? ids[i] : -100n;
-}
-const inputs = {
-  input_ids: { dtype: 'I64', shape: [batch, seq], data: ids },
-  attention_mask: { dtype: 'I64', shape: [batch, seq], data: new BigInt64Array(batch * seq).fill(1n) },
-  labels: { dtype: 'I64', shape: [batch, seq], data: labels },
-};
+const inputs = syntheticBatch(batch, seq, vocab);
 const trainer = await model.createTrainer(JSON.stringify({ learningRate: 1e-4, gradientCheckpointing: checkpointing === '1' }));
 const baselineKiB = process.resourceUsage().maxRSS;
 const start = performance.now();
