@@ -9,6 +9,7 @@
 #include <set>
 
 #include "checkpoint.h"
+#include "device.h"
 #include "error.h"
 #include "model.h"
 #include "safetensors.h"
@@ -134,6 +135,11 @@ json configSummary(const ModelConfig& config) {
           {"padTokenId", config.padTokenId}};
 }
 
+json memoryJson(const DeviceMemory& memory) {
+  if (!memory.available) return {{"available", false}};
+  return {{"available", true}, {"allocated", memory.allocated}, {"reserved", memory.reserved}, {"peakAllocated", memory.peakAllocated}};
+}
+
 // libtorch's own errors carry a C++ backtrace; callers get the message alone.
 template <typename Fn>
 auto guarded(Fn&& fn) -> decltype(fn()) {
@@ -148,6 +154,12 @@ auto guarded(Fn&& fn) -> decltype(fn()) {
 
 class Model {
  public:
+  ~Model() {
+    if (!engine) return;
+    const at::Device device = engine->device();
+    engine.reset();
+    releaseCachedMemory(device);  // memory returns to its baseline between runs (folds)
+  }
   std::unique_ptr<Qwen3VL> engine;
   std::mutex mutex;  // one call at a time per model: calls come from worker threads
 };
@@ -295,7 +307,8 @@ std::string modelInfo(Model& model) {
                {"files", engine.weights().files},
                {"warnings", engine.weights().warnings},
                {"config", configSummary(engine.config())},
-               {"threads", at::get_num_threads()}};
+               {"threads", at::get_num_threads()},
+               {"deviceMemory", memoryJson(pigg::deviceMemory(engine.device()))}};
   return info.dump();
 }
 
@@ -349,6 +362,10 @@ void writeTensors(const std::string& path, const NamedTensors& tensors) {
   std::vector<std::pair<std::string, at::Tensor>> list;
   for (const auto& [name, host] : tensors) list.emplace_back(name, toTensor(name, host));
   writeSafetensors(path, list);
+}
+
+std::string deviceMemory(const std::string& device) {
+  return guarded([&] { return memoryJson(pigg::deviceMemory(at::Device(device))).dump(); });
 }
 
 std::string versions() {

@@ -67,5 +67,7 @@ std::string inspectCheckpoint(const std::string& dir);
 NamedTensors readTensors(const std::string& path);
 void writeTensors(const std::string& path, const NamedTensors& tensors);
 std::string versions();
+// Allocated / reserved / peak bytes of a CUDA device as JSON ({"available": false} on the CPU).
+std::string deviceMemory(const std::string& device);
 
 }  // namespace pigg::api

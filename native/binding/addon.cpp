@@ -413,6 +413,10 @@ Napi::Value InitRandom(const Napi::CallbackInfo& info) {
 
 Napi::Value Versions(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), pigg::api::versions()); }
 
+Napi::Value DeviceMemory(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), pigg::api::deviceMemory(stringArg(info, 0, "device")));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function modelClass = NativeModel::Init(env);
   NativeModel::constructor = Napi::Persistent(modelClass);
@@ -427,6 +431,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readTensors", Napi::Function::New(env, ReadTensors));
   exports.Set("writeTensors", Napi::Function::New(env, WriteTensors));
   exports.Set("versions", Napi::Function::New(env, Versions));
+  exports.Set("deviceMemory", Napi::Function::New(env, DeviceMemory));
   return exports;
 }
 

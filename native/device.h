@@ -1,0 +1,19 @@
+// Device memory: what the CUDA caching allocator holds (for logs that show memory returning to its baseline
+// between folds), and handing cached blocks back when a model is released. No-ops on the CPU and in builds
+// against a CPU-only libtorch.
+#pragma once
+#include <ATen/ATen.h>
+
+namespace pigg {
+
+struct DeviceMemory {
+  bool available = false;     // false on the CPU or without CUDA support
+  int64_t allocated = 0;      // bytes in live tensors
+  int64_t reserved = 0;       // bytes the caching allocator holds
+  int64_t peakAllocated = 0;  // high-water mark of allocated
+};
+
+DeviceMemory deviceMemory(at::Device device);
+void releaseCachedMemory(at::Device device);
+
+}  // namespace pigg
