@@ -8,7 +8,8 @@ import { register as preprocess } from './preprocess.js';
 import { register as initRandom } from './init-random.js';
 import { register as experiments } from './experiments.js';
 import { register as demo } from './demo.js';
+import { register as synth } from './synth.js';
 import { register as visualize } from './visualize.js';
 import { register as report } from './report.js';
 
-export const commands: Array<(program: Command) => void> = [inspect, fixture, folds, convert, preprocess, initRandom, experiments, demo, visualize, report];
+export const commands: Array<(program: Command) => void> = [inspect, fixture, folds, convert, synth, preprocess, initRandom, experiments, demo, visualize, report];
