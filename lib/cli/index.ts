@@ -7,7 +7,6 @@ const program = new Command();
 program
   .name('pigg')
   .description('Personalized GUI grounding with Qwen3-VL')
-  .showHelpAfterError()
   .configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error:') ? `pigg: ${text}` : text) })
   .exitOverride((error) => {
     // commander's own errors (unknown flag, bad value) exit 2; help and version exit 0.
