@@ -295,38 +295,53 @@ StepReport Trainer::step(const std::vector<ModelInputs>& microBatches) {
 }
 
 void Trainer::applyAdamW(double lr) {
-  // torch.optim.AdamW, step by step: decoupled decay, moments, bias corrections.
+  // torch.optim.AdamW, step by step: decoupled decay, moments, bias corrections. Large tensors are updated in
+  // chunks of their flat view, so the fp32 temporaries (denominator, converted gradient, Kahan/stochastic
+  // intermediates) stay bounded instead of costing several copies of an 8B model's embedding.
+  constexpr int64_t kChunk = int64_t{1} << 24;
   const double stepNumber = static_cast<double>(step_ + 1);
   const double b1 = options_.beta1, b2 = options_.beta2;
   const double stepSize = lr / (1.0 - std::pow(b1, stepNumber));
   const double correction2Sqrt = std::sqrt(1.0 - std::pow(b2, stepNumber));
+  const bool lowPrecisionModes = options_.updateMode != UpdateMode::Pure;
   for (auto& p : parameters_) {
     if (!p.value.grad().defined()) continue;
     const double decay = p.decay ? options_.weightDecay : 0.0;
-    const at::Tensor grad = p.value.grad().to(p.expAvg.scalar_type());
-    p.expAvg.lerp_(grad, 1.0 - b1);
-    p.expAvgSq.mul_(b2).addcmul_(grad, grad, 1.0 - b2);
-    const at::Tensor denom = (p.expAvgSq.sqrt() / correction2Sqrt).add_(options_.epsilon);
-    const bool lowPrecision = p.value.scalar_type() != at::kFloat;
-    if (!lowPrecision || options_.updateMode == UpdateMode::Pure) {
-      if (decay != 0.0) p.value.mul_(1.0 - lr * decay);
-      p.value.addcdiv_(p.expAvg, denom, -stepSize);
-    } else if (options_.updateMode == UpdateMode::Master) {
-      if (decay != 0.0) p.master.mul_(1.0 - lr * decay);
-      p.master.addcdiv_(p.expAvg, denom, -stepSize);
-      p.value.copy_(p.master);
-    } else {
-      const at::Tensor current = p.value.to(at::kFloat);
-      at::Tensor updated = decay != 0.0 ? current * (1.0 - lr * decay) : current.clone();
-      updated.addcdiv_(p.expAvg, denom, -stepSize);
-      if (options_.updateMode == UpdateMode::Stochastic) {
-        p.value.copy_(stochasticRound(updated, generator_));
+    const bool lowPrecision = p.value.scalar_type() != at::kFloat && lowPrecisionModes;
+    const int64_t count = p.value.numel();
+    auto flat = [](const at::Tensor& t) { return t.defined() ? t.view({-1}) : t; };
+    const at::Tensor value = flat(p.value), gradAll = p.value.grad().reshape({-1}), expAvgAll = flat(p.expAvg), expAvgSqAll = flat(p.expAvgSq);
+    const at::Tensor masterAll = flat(p.master), compensationAll = flat(p.compensation);
+    for (int64_t start = 0; start < count; start += kChunk) {
+      const int64_t length = std::min(kChunk, count - start);
+      auto part = [&](const at::Tensor& t) { return t.defined() ? t.narrow(0, start, length) : t; };
+      at::Tensor weights = part(value), expAvg = part(expAvgAll), expAvgSq = part(expAvgSqAll);
+      const at::Tensor grad = part(gradAll).to(expAvg.scalar_type());
+      expAvg.lerp_(grad, 1.0 - b1);
+      expAvgSq.mul_(b2).addcmul_(grad, grad, 1.0 - b2);
+      const at::Tensor denom = (expAvgSq.sqrt() / correction2Sqrt).add_(options_.epsilon);
+      if (!lowPrecision) {
+        if (decay != 0.0) weights.mul_(1.0 - lr * decay);
+        weights.addcdiv_(expAvg, denom, -stepSize);
+      } else if (options_.updateMode == UpdateMode::Master) {
+        at::Tensor master = part(masterAll);
+        if (decay != 0.0) master.mul_(1.0 - lr * decay);
+        master.addcdiv_(expAvg, denom, -stepSize);
+        weights.copy_(master);
       } else {
-        // Kahan: carry what rounding to the weight dtype dropped into the next update.
-        const at::Tensor wanted = updated - current + p.compensation.to(at::kFloat);
-        const at::Tensor rounded = (current + wanted).to(p.value.scalar_type());
-        p.compensation.copy_(wanted - (rounded.to(at::kFloat) - current));
-        p.value.copy_(rounded);
+        const at::Tensor current = weights.to(at::kFloat);
+        at::Tensor updated = decay != 0.0 ? current * (1.0 - lr * decay) : current.clone();
+        updated.addcdiv_(expAvg, denom, -stepSize);
+        if (options_.updateMode == UpdateMode::Stochastic) {
+          weights.copy_(stochasticRound(updated, generator_));
+        } else {
+          // Kahan: carry what rounding to the weight dtype dropped into the next update.
+          at::Tensor compensation = part(compensationAll);
+          const at::Tensor wanted = updated - current + compensation.to(at::kFloat);
+          const at::Tensor rounded = (current + wanted).to(weights.scalar_type());
+          compensation.copy_(wanted - (rounded.to(at::kFloat) - current));
+          weights.copy_(rounded);
+        }
       }
     }
   }

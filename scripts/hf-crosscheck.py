@@ -22,8 +22,26 @@ JOB.json lists tasks; every result goes to stdout as one JSON object {"versions"
    "steps": 5}
       Times training steps the way bench/train-step.mjs times pigg's (one warm-up step, median of the rest;
       peak RSS from getrusage), for its transformers column.
+  {"kind": "bench", "model": DIR, "dtype": "fp32" | "bf16", "device": "cpu" | "cuda", "checkpointing": bool,
+   "batches": [micro.safetensors, ...], "steps": 5, "warmup": 1, "learningRate": 1e-5,
+   "lora": {"r": 8, "alpha": 32, "dropout": 0.1, "targets": [...]} | null}
+      bench/gpu.mjs's training step: the micro-batches of one optimizer step (loss / their count, as the Trainer's
+      gradient accumulation), clip_grad_norm_(1.0), torch AdamW (foreach default; the Trainer's decay grouping,
+      0.01), HF gradient checkpointing (gradient_checkpointing_enable, non-reentrant), vision tower and mergers
+      frozen, weights in `dtype` (bf16 = bf16 weights and moments, pigg's "pure"); with lora, peft's
+      get_peft_model (base frozen, adapter weights fp32 as peft keeps them). Reports the step times, the
+      trainable parameter count, the loss of each step and peak memory (CUDA: torch.cuda.max_memory_allocated;
+      CPU: peak RSS, VmHWM).
+  {"kind": "bench_generate", "model": DIR, "dtype": ..., "device": ..., "prompts": {"click": B1.safetensors,
+   "eval": BN.safetensors}, "maxNewTokens": 20, "runs": 5, "warmup": 1}
+      Greedy generate (do_sample=False, min_new_tokens = max_new_tokens, so every run decodes exactly that many
+      tokens) on left-padded prompts: median seconds per call for "click" with maxNewTokens and with 1 new token
+      (prefill), and for "eval"; peak memory as above.
+  {"kind": "bench_load", "model": DIR, "dtype": ..., "device": ..., "repeats": 2}
+      from_pretrained(dtype=..., device_map=device) `repeats` times; seconds of each (the last one has a warm
+      page cache).
 
-Everything runs in fp32 on the CPU (bench: as asked). Only the fixture-style input names are used: input_ids, attention_mask,
+Everything runs in fp32 on the CPU (the bench kinds: the dtype and device asked). Only the fixture-style input names are used: input_ids, attention_mask,
 labels, pixel_values, image_grid_thw.
 """
 import contextlib
@@ -180,8 +198,174 @@ def logits(task):
     return {"kind": "logits", "outputs": len(out), "peft": bool(task.get("adapter"))}
 
 
+def _device_of(task):
+    return torch.device(task.get("device") or "cpu")
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_rss():
+    """Peak RSS in bytes: VmHWM (this process image's own; ru_maxrss, the fallback, survives execve on Linux)."""
+    import resource
+
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _memory(device):
+    """Current and peak memory in bytes: CUDA allocator statistics, or (CPU) the peak RSS so far for both."""
+    if device.type == "cuda":
+        return {"allocated": torch.cuda.memory_allocated(device), "peak": torch.cuda.max_memory_allocated(device)}
+    rss = _peak_rss()
+    return {"allocated": rss, "peak": rss}
+
+
+def _dtype_of(task):
+    return torch.bfloat16 if task["dtype"] == "bf16" else torch.float32
+
+
+def _to(batch, device):
+    return {name: tensor.to(device) for name, tensor in batch.items()}
+
+
+def _decay_groups(model, weight_decay):
+    """The Trainer's grouping (get_decay_parameter_names): no decay on biases and norm weights."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if name.endswith("bias") or "norm" in name.rsplit(".", 2)[-2].lower() else decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def bench_train(task):
+    """bench/gpu.mjs's training step: gradient accumulation over the given micro-batches, one optimizer step."""
+    import time
+
+    device = _device_of(task)
+    torch.manual_seed(0)
+    model = load_model(task["model"], _dtype_of(task)).to(device)
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(not name.startswith("model.visual."))
+    if task.get("lora"):
+        from peft import LoraConfig, get_peft_model
+
+        lora = task["lora"]
+        model = get_peft_model(model, LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                                                 target_modules=lora["targets"], bias="none"))
+    if task.get("checkpointing", True):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    model.train()
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(_decay_groups(model, 0.01), lr=task.get("learningRate", 1e-5), betas=(0.9, 0.999), eps=1e-8)
+    config = model.config
+    batches = [_to(read_batch(path, config), device) for path in task["batches"]]
+    accumulation = len(batches)
+
+    losses = []
+
+    def step():
+        total = 0.0
+        for batch in batches:
+            loss = model(**batch, use_cache=False).loss / accumulation
+            loss.backward()
+            total = total + loss.detach()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        _sync(device)
+        losses.append(total)
+
+    with torch.no_grad():  # a tiny text-only forward (the answer's end) pages in the weights, as the pigg side does
+        first = batches[0]
+        model(input_ids=first["input_ids"][:1, -8:], attention_mask=first["attention_mask"][:1, -8:], use_cache=False)
+    _sync(device)
+    baseline = _memory(device)["allocated"]
+    for _ in range(int(task.get("warmup", 1))):
+        step()
+    times = []
+    for _ in range(int(task["steps"])):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return {"kind": "bench", "times": times, "median": sorted(times)[len(times) // 2], "baselineBytes": baseline,
+            "peakBytes": _memory(device)["peak"], "trainable": sum(p.numel() for p in parameters),
+            "losses": [float(loss) for loss in losses],
+            "attention": getattr(config, "_attn_implementation", None)}
+
+
+@torch.no_grad()
+def bench_generate(task):
+    import time
+
+    device = _device_of(task)
+    model = load_model(task["model"], _dtype_of(task)).to(device).eval()
+    config = model.config
+    prompts = {name: _to(read_batch(path, config, with_labels=False), device) for name, path in task["prompts"].items()}
+    new_tokens = int(task.get("maxNewTokens", 20))
+
+    def generate(inputs, count):
+        out = model.generate(**inputs, do_sample=False, max_new_tokens=count, min_new_tokens=count)
+        _sync(device)
+        generated = out.shape[1] - inputs["input_ids"].shape[1]
+        if generated != count:
+            raise RuntimeError(f"generate made {generated} new tokens, not {count}")
+
+    def timed(inputs, count):
+        for _ in range(int(task.get("warmup", 1))):
+            generate(inputs, count)
+        times = []
+        for _ in range(int(task.get("runs", 5))):
+            start = time.perf_counter()
+            generate(inputs, count)
+            times.append(time.perf_counter() - start)
+        return sorted(times)[len(times) // 2]
+
+    result = {"kind": "bench_generate", "attention": getattr(config, "_attn_implementation", None)}
+    if "click" in prompts:
+        result["click"] = timed(prompts["click"], new_tokens)
+        result["prefill"] = timed(prompts["click"], 1)
+    if "eval" in prompts:
+        result["eval"] = timed(prompts["eval"], new_tokens)
+    result["peakBytes"] = _memory(device)["peak"]
+    return result
+
+
+def bench_load(task):
+    import gc
+    import time
+
+    device = _device_of(task)
+    times = []
+    for _ in range(int(task.get("repeats", 2))):
+        start = time.perf_counter()
+        try:
+            model = Qwen3VLForConditionalGeneration.from_pretrained(task["model"], dtype=_dtype_of(task), device_map=str(device))
+        except TypeError:  # transformers releases before the dtype argument
+            model = Qwen3VLForConditionalGeneration.from_pretrained(task["model"], torch_dtype=_dtype_of(task), device_map=str(device))
+        _sync(device)
+        times.append(time.perf_counter() - start)
+        del model
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return {"kind": "bench_load", "times": times}
+
+
 def bench(task):
     """Times training steps (forward, backward, clip_grad_norm_, torch AdamW) like bench/train-step.mjs does."""
+    if "batches" in task:
+        return bench_train(task)
     import resource
     import time
 
@@ -224,7 +408,8 @@ def main():
     results = []
     with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its logs; stdout carries the result alone
         for task in job["tasks"]:
-            results.append({"train": train, "logits": logits, "bench": bench}[task["kind"]](task))
+            kinds = {"train": train, "logits": logits, "bench": bench, "bench_generate": bench_generate, "bench_load": bench_load}
+            results.append(kinds[task["kind"]](task))
     versions = {"transformers": transformers.__version__, "torch": torch.__version__}
     try:
         import peft

@@ -26,3 +26,43 @@ it('bench/train-step.mjs writes a results file with every metric measured', () =
     rmSync(out, { recursive: true, force: true });
   }
 });
+
+it('bench/gpu.mjs runs every bench end to end on the CPU (tiny config, bf16: all five training variants)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pigg-gpu-bench-'));
+  try {
+    const env = { ...process.env };
+    delete env.PIGG_HF_PYTHON;
+    const args = ['--config', 'tiny', '--device', 'cpu', '--dtype', 'bf16', '--steps', '1', '--warmup', '0', '--accum', '2', '--runs', '1',
+      '--new-tokens', '4', '--eval-batch', '2', '--work', join(dir, 'work'), '--out', dir, '--name', 'ci'];
+    execFileSync(process.execPath, [resolve(import.meta.dirname, '..', 'bench', 'gpu.mjs'), ...args], { env, stdio: 'pipe' });
+    const result = JSON.parse(readFileSync(join(dir, 'ci.json'), 'utf8'));
+    expect(Object.keys(result)).toEqual(expect.arrayContaining(['command', 'device', 'date', 'versions', 'rows']));
+    expect(result.device).toMatch(/^CPU only/);
+    expect(result.versions).toMatchObject({ pigg: '0.1.0', transformers: null });
+    const count = (bench: string) => result.rows.filter((r: { bench: string }) => r.bench === bench).length;
+    // 5 variants (master, kahan, stochastic, pure, LoRA) x 6 metrics; click: latency, prefill, per token; eval:
+    // samples/s and the generation child's peak; load: 1.
+    expect([count('train'), count('click'), count('eval'), count('load')]).toEqual([30, 3, 2, 1]);
+    for (const variant of ['update mode master', 'update mode kahan', 'update mode stochastic', 'update mode pure', 'LoRA r 8']) {
+      expect(result.rows.filter((r: { config: string }) => r.config.includes(variant))).toHaveLength(6);
+    }
+    for (const row of result.rows) {
+      expect(Object.keys(row).sort()).toEqual(['bench', 'config', 'metric', 'pigg', 'ratio', 'transformers', 'unit']);
+      expect(['s', 'samples/s', 'tokens/s', '%', 'MiB']).toContain(row.unit);
+      expect(row.config).not.toContain('[');  // no side failed
+      expect(row.transformers).toBeNull();
+      expect(row.ratio).toBeNull();
+      if (row.metric.startsWith('MFU')) {
+        expect(row.unit).toBe('%');
+        expect(row.pigg).toBeNull();  // no peak FLOP/s on the CPU
+      } else if (row.metric === 'training memory above the loaded model') {
+        expect(row.pigg).toBeGreaterThanOrEqual(0);
+      } else {
+        expect(row.pigg).toBeGreaterThan(0);
+      }
+    }
+    expect(result.rows.find((r: { metric: string }) => r.metric.startsWith('latency')).config).toContain('4 new tokens');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
