@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pipEnvironment } from './libtorch.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const torchSpec = process.argv.includes('--torch') ? process.argv[process.argv.indexOf('--torch') + 1] : 'torch==2.14.1';
@@ -15,22 +16,11 @@ const work = join(tmpdir(), 'pigg-cuda-check');
 const wheels = join(work, 'wheels');
 mkdirSync(wheels, { recursive: true });
 
-function pipEnvironment() {
-  if (process.env.PIP_INDEX_URL) return process.env;
-  try {
-    const extra = execFileSync('python3', ['-m', 'pip', 'config', 'get', 'global.extra-index-url'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-    const local = extra.split(/\s+/).find((url) => url.startsWith('file://'));
-    return local ? { ...process.env, PIP_INDEX_URL: local } : process.env;
-  } catch {
-    return process.env;
-  }
-}
-
 const have = (prefix) => readdirSync(wheels).find((f) => f.startsWith(prefix) && f.endsWith('.whl'));
 try {
   for (const [spec, prefix] of [[torchSpec, 'torch-'], ['nvidia-cuda-runtime', 'nvidia_cuda_runtime-'], ['nvidia-cuda-crt', 'nvidia_cuda_crt-']]) {
     if (!have(prefix)) {
-      execFileSync('python3', ['-m', 'pip', 'download', '-q', '--no-deps', '--only-binary=:all:', '-d', wheels, spec], { stdio: 'inherit', env: pipEnvironment() });
+      execFileSync('python3', ['-m', 'pip', 'download', '-q', '--no-deps', '--only-binary=:all:', '-d', wheels, spec], { stdio: 'inherit', env: pipEnvironment('python3') });
     }
   }
 } catch {

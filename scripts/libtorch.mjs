@@ -59,10 +59,10 @@ export function findLibtorch() {
 
 // A machine whose pip is configured with a local wheel store (file:// index) installs offline from it: make it
 // the primary index so pip does not spend minutes retrying an unreachable PyPI for every dependency.
-function pipEnvironment() {
+export function pipEnvironment(python = venvPython) {
   if (process.env.PIP_INDEX_URL) return process.env;
   try {
-    const extra = execFileSync(venvPython, ['-m', 'pip', 'config', 'get', 'global.extra-index-url'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const extra = execFileSync(python, ['-m', 'pip', 'config', 'get', 'global.extra-index-url'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
     const local = extra.split(/\s+/).find((url) => url.startsWith('file://'));
     return local ? { ...process.env, PIP_INDEX_URL: local } : process.env;
   } catch {
