@@ -75,8 +75,8 @@ describe('synthetic generator', () => {
     expect(() => execFileSync(process.execPath, [cli, 'synth', '--out', out, '--users', '2'], { stdio: 'pipe' })).toThrow(/is not empty/);
   });
 
-  // 14 users (4 personal), 60 samples each: 840 samples, generated without rasterising.
-  const config = resolveSynthConfig({ users: 14, samplesPerUser: 60, seed: 5, small: true });
+  // 14 users (4 personal), 150 samples each: 2100 samples, generated without rasterising (about 0.1 s).
+  const config = resolveSynthConfig({ users: 14, samplesPerUser: 150, seed: 5, small: true });
   const items = [...synthSamples(config)];
 
   it('lets a label oracle solve the explicit samples but not the intent-level ones', () => {
@@ -91,37 +91,37 @@ describe('synthetic generator', () => {
     expect(rate(byKind.icon_only)).toBeLessThan(0.3);
   });
 
-  it('carries a personalization signal: a per-user prior beats a global prior by >= 0.25 acc@140 on intent-level samples', () => {
-    const globalByTemplate = new Map<string, Point[]>();
+  it('carries a personalization signal: a per-user prior beats a global prior by >= 0.25 acc@140', () => {
+    // The prior is the mean target per (template, instruction): per user from the other two folds, or over the global users.
+    const key = (s: Sample) => `${s.meta!.template as string}|${s.instruction}`;
+    const globalByKey = new Map<string, Point[]>();
     for (const { sample } of items) {
       if (!config.global.includes(sample.user)) continue;
-      const key = sample.meta!.template as string;
-      globalByTemplate.set(key, [...(globalByTemplate.get(key) ?? []), grid(sample, sample.target)]);
+      globalByKey.set(key(sample), [...(globalByKey.get(key(sample)) ?? []), grid(sample, sample.target)]);
     }
-    const personal: boolean[] = [], global: boolean[] = [], personalAll: boolean[] = [], globalAll: boolean[] = [];
+    const hits: Record<string, { personal: boolean[]; global: boolean[] }> = {};
     for (const user of config.personal) {
       const samples = items.filter((i) => i.sample.user === user).map((i) => i.sample);
       const folds = kFolds(samples.length, 3, 42);
       folds.forEach((test, f) => {
         const train = folds.flatMap((indices, g) => (g === f ? [] : indices)).map((i) => samples[i]);
         for (const sample of test.map((i) => samples[i])) {
-          const template = sample.meta!.template as string;
-          const globalPrior = globalByTemplate.has(template) ? mean(globalByTemplate.get(template)!) : { x: 500, y: 500 };
-          const own = train.filter((t) => t.meta!.template === template).map((t) => grid(t, t.target));
+          const globalPrior = globalByKey.has(key(sample)) ? mean(globalByKey.get(key(sample))!) : { x: 500, y: 500 };
+          const own = train.filter((t) => key(t) === key(sample)).map((t) => grid(t, t.target));
           const userPrior = own.length > 0 ? mean(own) : globalPrior;
           const gt = grid(sample, sample.target);
-          personalAll.push(hit(userPrior, gt));
-          globalAll.push(hit(globalPrior, gt));
-          if (sample.meta!.kind !== 'explicit') {
-            personal.push(hit(userPrior, gt));
-            global.push(hit(globalPrior, gt));
+          for (const group of [sample.meta!.kind as string, 'pooled']) {
+            const h = (hits[group] ??= { personal: [], global: [] });
+            h.personal.push(hit(userPrior, gt));
+            h.global.push(hit(globalPrior, gt));
           }
         }
       });
     }
-    expect(personal).toHaveLength(140);
-    // Measured: 0.486 vs 0.221 on intent/icon-only, 0.438 vs 0.300 pooled.
-    expect(rate(personal) - rate(global)).toBeGreaterThanOrEqual(0.25);
-    expect(rate(personalAll)).toBeGreaterThan(rate(globalAll));
+    expect(hits.pooled.personal).toHaveLength(600);
+    // Measured (seed 5): intent 0.761 vs 0.187, icon-only 0.721 vs 0.078, pooled 0.732 vs 0.245.
+    for (const group of ['intent', 'icon_only', 'pooled']) {
+      expect(rate(hits[group].personal) - rate(hits[group].global), group).toBeGreaterThanOrEqual(0.25);
+    }
   });
 });
