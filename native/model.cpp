@@ -117,6 +117,16 @@ at::Tensor addAtPositions(const at::Tensor& hidden, const at::Tensor& visualInde
   return hidden.reshape({-1, width}).index_add(0, visualIndex, feature.to(hidden.scalar_type())).view(hidden.sizes());
 }
 
+at::Tensor Qwen3VL::runLayers(at::Tensor hidden, const AttentionContext& context, const at::Tensor& visualIndex,
+                              const std::vector<at::Tensor>& deepstack, KVCache* cache, std::vector<at::Tensor>* layerOutputs) {
+  for (int64_t l = 0; l < text_->layers(); ++l) {
+    hidden = text_->layer(l, hidden, context, cache);
+    if (l < static_cast<int64_t>(deepstack.size())) hidden = addAtPositions(hidden, visualIndex, deepstack[l]);
+    if (layerOutputs) layerOutputs->push_back(hidden);
+  }
+  return hidden;
+}
+
 AttentionContext Qwen3VL::attentionContext(const at::Tensor& positionIds, const at::Tensor& attentionMask) const {
   AttentionContext context;
   auto [cos, sin] = textRotary(positionIds, invFreq_, config_.text.mropeSection);
@@ -175,11 +185,7 @@ TensorMap Qwen3VL::forward(const ModelInputs& inputs, const std::set<std::string
     out["text_rotary_sin"] = sin;
   }
   std::vector<at::Tensor> layerOutputs;
-  for (int64_t l = 0; l < text_->layers(); ++l) {
-    hidden = text_->layer(l, hidden, context);
-    if (l < static_cast<int64_t>(vision.deepstack.size())) hidden = addAtPositions(hidden, visualIndex, vision.deepstack[l]);
-    if (want("decoder_layer_outputs")) layerOutputs.push_back(hidden);
-  }
+  hidden = runLayers(hidden, context, visualIndex, vision.deepstack, nullptr, want("decoder_layer_outputs") ? &layerOutputs : nullptr);
   if (!layerOutputs.empty()) out["decoder_layer_outputs"] = at::stack(layerOutputs);
   const at::Tensor normed = text_->norm(hidden);
   out["last_hidden_state"] = normed;
@@ -215,10 +221,7 @@ TensorMap Qwen3VL::generate(const ModelInputs& prompts, const GenerateOptions& o
   at::Tensor hidden = embedWithImages(ids, vision, &visualIndex);
   AttentionContext context = attentionContext(rope.positionIds, mask);
   KVCache cache = text_->newCache(batch, promptLength + options.maxNewTokens);
-  for (int64_t l = 0; l < text_->layers(); ++l) {
-    hidden = text_->layer(l, hidden, context, &cache);
-    if (l < static_cast<int64_t>(vision.deepstack.size())) hidden = addAtPositions(hidden, visualIndex, vision.deepstack[l]);
-  }
+  hidden = runLayers(hidden, context, visualIndex, vision.deepstack, &cache);
   cache.length = promptLength;
   at::Tensor lastLogits = text_->logits(text_->norm(hidden.select(1, promptLength - 1))).to(at::kFloat);
 
@@ -247,8 +250,8 @@ TensorMap Qwen3VL::generate(const ModelInputs& prompts, const GenerateOptions& o
     stepContext.sin = sin.to(dtype_);
     keyValid = at::cat({keyValid, at::ones({batch, 1}, keyValid.options())}, 1);
     if (padded) stepContext.mask = additiveMask(keyValid, 1, dtype_);
-    at::Tensor stepHidden = text_->embed(next.view({batch, 1}));
-    for (int64_t l = 0; l < text_->layers(); ++l) stepHidden = text_->layer(l, stepHidden, stepContext, &cache);
+    // Decode steps have no visual positions: no DeepStack.
+    const at::Tensor stepHidden = runLayers(text_->embed(next.view({batch, 1})), stepContext, at::Tensor(), {}, &cache);
     cache.length += 1;
     lastLogits = text_->logits(text_->norm(stepHidden.select(1, 0))).to(at::kFloat);
   }

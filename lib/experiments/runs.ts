@@ -40,14 +40,14 @@ export async function usersSamples(dataDir: string, users: string | string[]): P
   if (!existsSync(dataDir)) throw new Error(`dataset ${dataDir} does not exist`);
   const dataset = await readDataset(dataDir);
   const known = listUsers(dataset.samples);
-  const wanted = Array.isArray(users) ? users : known.filter((u) => parseUserSpec(users).includes(u));
+  const spec = Array.isArray(users) ? undefined : parseUserSpec(users);
+  const wanted = spec ? known.filter((u) => spec.includes(u)) : (users as string[]);
   if (wanted.length === 0) throw new Error(`no user of ${dataDir} matches '${users}' (users: ${known.join(', ')})`);
   const out = new Map<string, Sample[]>();
   for (const user of wanted) {
-    const samples = dataset.samples.filter((s) => s.user === user);
-    if (!known.includes(user)) throw new Error(`user '${user}' is not in ${dataDir} (users: ${known.join(', ')})`);
-    if (samples.length === 0) throw new Error(`user '${user}' has no samples in ${dataDir}`);
-    out.set(user, samples);
+    // Users come from the manifest's samples: a known user always has samples.
+    if (!known.includes(user)) throw new Error(`user '${user}' has no samples in ${dataDir} (users: ${known.join(', ')})`);
+    out.set(user, dataset.samples.filter((s) => s.user === user));
   }
   return out;
 }
