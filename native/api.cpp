@@ -215,7 +215,8 @@ TrainerOptions trainerOptionsFrom(const std::string& text) {
 
 json reportJson(const StepReport& r) {
   return {{"step", r.step}, {"loss", r.loss}, {"learningRate", r.learningRate}, {"gradNorm", r.gradNorm}, {"tokens", r.tokens},
-          {"inputTokens", r.inputTokens}, {"microBatches", r.microBatches}, {"seconds", r.seconds}};
+          {"inputTokens", r.inputTokens}, {"microBatches", r.microBatches}, {"seconds", r.seconds},
+          {"optimizerSeconds", r.optimizerSeconds}};
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #ifdef PIGG_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 #endif
 
 namespace pigg {
@@ -24,6 +25,13 @@ DeviceMemory deviceMemory(at::Device device) {
 void releaseCachedMemory(at::Device device) {
 #ifdef PIGG_WITH_CUDA
   if (device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+  (void)device;
+}
+
+void synchronize(at::Device device) {
+#ifdef PIGG_WITH_CUDA
+  if (device.is_cuda()) c10::cuda::device_synchronize();
 #endif
   (void)device;
 }

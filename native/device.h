@@ -1,6 +1,6 @@
 // Device memory: what the CUDA caching allocator holds (for logs that show memory returning to its baseline
-// between folds), and handing cached blocks back when a model is released. No-ops on the CPU and in builds
-// against a CPU-only libtorch.
+// between folds), handing cached blocks back when a model is released, and waiting for queued kernels (so
+// reported timings cover the work, not its launch). No-ops on the CPU and in builds against a CPU-only libtorch.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -15,5 +15,6 @@ struct DeviceMemory {
 
 DeviceMemory deviceMemory(at::Device device);
 void releaseCachedMemory(at::Device device);
+void synchronize(at::Device device);
 
 }  // namespace pigg

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "device.h"
 #include "error.h"
 #include "rope.h"
 #include "safetensors.h"
@@ -268,6 +269,8 @@ StepReport Trainer::step(const std::vector<ModelInputs>& microBatches) {
     report.inputTokens += batch.attentionMask.defined() ? batch.attentionMask.sum().item<int64_t>() : batch.inputIds.numel();
   }
   at::NoGradGuard noGrad;
+  synchronize(model_.device());
+  const auto optimizerStart = std::chrono::steady_clock::now();
   std::vector<at::Tensor> norms;
   for (const auto& p : parameters_) {
     if (p.value.grad().defined()) norms.push_back(p.value.grad().to(at::kFloat).norm());
@@ -290,60 +293,80 @@ StepReport Trainer::step(const std::vector<ModelInputs>& microBatches) {
   report.loss = lossSum / static_cast<double>(microBatches.size());
   report.learningRate = learningRate;
   report.gradNorm = gradNorm;
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  synchronize(model_.device());
+  const auto end = std::chrono::steady_clock::now();
+  report.seconds = std::chrono::duration<double>(end - start).count();
+  report.optimizerSeconds = std::chrono::duration<double>(end - optimizerStart).count();
   return report;
 }
 
 void Trainer::applyAdamW(double lr) {
-  // torch.optim.AdamW, step by step: decoupled decay, moments, bias corrections. Large tensors are updated in
-  // chunks of their flat view, so the fp32 temporaries (denominator, converted gradient, Kahan/stochastic
-  // intermediates) stay bounded instead of costing several copies of an 8B model's embedding.
-  constexpr int64_t kChunk = int64_t{1} << 24;
-  const double stepNumber = static_cast<double>(step_ + 1);
-  const double b1 = options_.beta1, b2 = options_.beta2;
-  const double stepSize = lr / (1.0 - std::pow(b1, stepNumber));
-  const double correction2Sqrt = std::sqrt(1.0 - std::pow(b2, stepNumber));
-  const bool lowPrecisionModes = options_.updateMode != UpdateMode::Pure;
-  for (auto& p : parameters_) {
-    if (!p.value.grad().defined()) continue;
-    const double decay = p.decay ? options_.weightDecay : 0.0;
-    const bool lowPrecision = p.value.scalar_type() != at::kFloat && lowPrecisionModes;
-    const int64_t count = p.value.numel();
-    auto flat = [](const at::Tensor& t) { return t.defined() ? t.view({-1}) : t; };
-    const at::Tensor value = flat(p.value), gradAll = p.value.grad().reshape({-1}), expAvgAll = flat(p.expAvg), expAvgSqAll = flat(p.expAvgSq);
-    const at::Tensor masterAll = flat(p.master), compensationAll = flat(p.compensation);
-    for (int64_t start = 0; start < count; start += kChunk) {
-      const int64_t length = std::min(kChunk, count - start);
-      auto part = [&](const at::Tensor& t) { return t.defined() ? t.narrow(0, start, length) : t; };
-      at::Tensor weights = part(value), expAvg = part(expAvgAll), expAvgSq = part(expAvgSqAll);
-      const at::Tensor grad = part(gradAll).to(expAvg.scalar_type());
-      expAvg.lerp_(grad, 1.0 - b1);
-      expAvgSq.mul_(b2).addcmul_(grad, grad, 1.0 - b2);
-      const at::Tensor denom = (expAvgSq.sqrt() / correction2Sqrt).add_(options_.epsilon);
-      if (!lowPrecision) {
-        if (decay != 0.0) weights.mul_(1.0 - lr * decay);
-        weights.addcdiv_(expAvg, denom, -stepSize);
-      } else if (options_.updateMode == UpdateMode::Master) {
-        at::Tensor master = part(masterAll);
-        if (decay != 0.0) master.mul_(1.0 - lr * decay);
-        master.addcdiv_(expAvg, denom, -stepSize);
-        weights.copy_(master);
+  // torch.optim.AdamW(fused=True), transformers' default optimizer since torch 2.8: one multi-tensor kernel
+  // reads each gradient and moment once and does the math in fp32 (so "pure" bf16 is PIGG's update exactly).
+  // bf16 weights under master/kahan/stochastic are updated through an fp32 target (the master copy, or the
+  // weights widened), then written back by their mode; their fp32 temporaries are made for at most kBatch
+  // elements at a time, so an 8B model's embedding never costs several fp32 copies at once.
+  constexpr int64_t kBatch = int64_t{1} << 24;
+  const bool widened = options_.updateMode != UpdateMode::Pure;
+  const at::Tensor stepCount = at::full({}, static_cast<double>(step_ + 1), at::TensorOptions().dtype(at::kFloat).device(model_.device()));
+  struct Slice {
+    at::Tensor weights, grad, expAvg, expAvgSq, master, compensation;
+    bool throughFp32;
+  };
+  auto flat = [](const at::Tensor& t) { return t.defined() ? t.view({-1}) : t; };
+  auto flush = [&](std::vector<Slice>& slices, double decay) {
+    if (slices.empty()) return;
+    std::vector<at::Tensor> targets, grads, expAvgs, expAvgSqs, steps;
+    for (const auto& slice : slices) {
+      at::Tensor target = !slice.throughFp32 ? slice.weights : slice.master.defined() ? slice.master : slice.weights.to(at::kFloat);
+      targets.push_back(target);
+      grads.push_back(slice.grad.to(target.scalar_type()));
+      expAvgs.push_back(slice.expAvg);
+      expAvgSqs.push_back(slice.expAvgSq);
+      steps.push_back(stepCount);
+    }
+    at::_fused_adamw_(targets, grads, expAvgs, expAvgSqs, {}, steps, lr, options_.beta1, options_.beta2, decay, options_.epsilon,
+                      /*amsgrad=*/false, /*maximize=*/false);
+    for (size_t i = 0; i < slices.size(); ++i) {
+      const Slice& slice = slices[i];
+      if (!slice.throughFp32) continue;
+      if (options_.updateMode == UpdateMode::Master) {
+        slice.weights.copy_(targets[i]);
+      } else if (options_.updateMode == UpdateMode::Stochastic) {
+        slice.weights.copy_(stochasticRound(targets[i], generator_));
       } else {
-        const at::Tensor current = weights.to(at::kFloat);
-        at::Tensor updated = decay != 0.0 ? current * (1.0 - lr * decay) : current.clone();
-        updated.addcdiv_(expAvg, denom, -stepSize);
-        if (options_.updateMode == UpdateMode::Stochastic) {
-          weights.copy_(stochasticRound(updated, generator_));
-        } else {
-          // Kahan: carry what rounding to the weight dtype dropped into the next update.
-          at::Tensor compensation = part(compensationAll);
-          const at::Tensor wanted = updated - current + compensation.to(at::kFloat);
-          const at::Tensor rounded = (current + wanted).to(weights.scalar_type());
-          compensation.copy_(wanted - (rounded.to(at::kFloat) - current));
-          weights.copy_(rounded);
+        // Kahan: carry what rounding to the weight dtype dropped into the next update.
+        const at::Tensor current = slice.weights.to(at::kFloat);
+        const at::Tensor wanted = targets[i] - current + slice.compensation.to(at::kFloat);
+        const at::Tensor rounded = (current + wanted).to(slice.weights.scalar_type());
+        slice.compensation.copy_(wanted - (rounded.to(at::kFloat) - current));
+        slice.weights.copy_(rounded);
+      }
+    }
+    slices.clear();
+  };
+  for (const bool decayed : {true, false}) {
+    const double decay = decayed ? options_.weightDecay : 0.0;
+    std::vector<Slice> slices;
+    int64_t pending = 0;
+    for (auto& p : parameters_) {
+      if (p.decay != decayed || !p.value.grad().defined()) continue;
+      const bool throughFp32 = widened && p.value.scalar_type() != at::kFloat;
+      const at::Tensor weights = flat(p.value), grad = p.value.grad().reshape({-1}), expAvg = flat(p.expAvg), expAvgSq = flat(p.expAvgSq);
+      const at::Tensor master = flat(p.master), compensation = flat(p.compensation);
+      for (int64_t start = 0; start < weights.numel();) {
+        const int64_t length = throughFp32 ? std::min(kBatch - pending, weights.numel() - start) : weights.numel();
+        auto part = [&](const at::Tensor& t) { return t.defined() ? t.narrow(0, start, length) : t; };
+        slices.push_back({part(weights), part(grad), part(expAvg), part(expAvgSq), part(master), part(compensation), throughFp32});
+        start += length;
+        if (throughFp32) pending += length;
+        if (pending >= kBatch) {
+          flush(slices, decay);
+          pending = 0;
         }
       }
     }
+    flush(slices, decay);
   }
 }
 

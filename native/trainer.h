@@ -1,8 +1,9 @@
 // Fine-tuning Qwen3-VL with the Hugging Face Trainer's semantics: loss per micro-batch divided by the number of
-// accumulated micro-batches, gradient clipping, AdamW (decay on all but biases and norm weights), linear or
-// cosine schedules with warmup. The text decoder is trained through per-layer gradient checkpointing; the vision
-// tower and the mergers stay frozen unless asked otherwise. bf16 weights take updates through fp32 master
-// weights (default), Kahan compensation, stochastic rounding, or plainly (PIGG's setting).
+// accumulated micro-batches, gradient clipping, AdamW (decay on all but biases and norm weights) through torch's
+// fused kernel as transformers' default optimizer, linear or cosine schedules with warmup. The text decoder is
+// trained through per-layer gradient checkpointing; the vision tower and the mergers stay frozen unless asked
+// otherwise. bf16 weights take updates through fp32 master weights (default), Kahan compensation, stochastic
+// rounding, or plainly (PIGG's setting).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -56,6 +57,7 @@ struct StepReport {
   int64_t inputTokens = 0;   // attended input tokens
   int64_t microBatches = 0;
   double seconds = 0.0;
+  double optimizerSeconds = 0.0;  // the clipping and the AdamW update, within seconds
 };
 
 class Trainer {

@@ -51,6 +51,8 @@ export interface StepReport {
   inputTokens: number;
   microBatches: number;
   seconds: number;
+  /** Gradient clipping and the AdamW update (part of seconds). */
+  optimizerSeconds: number;
 }
 
 export interface TrainerInfo {
