@@ -161,13 +161,15 @@ async function childTrain(spec) {
   let report;
   for (let k = 0; k < spec.warmup; k++) report = await trainer.step(batches);
   const times = [];
+  const optimizer = [];
   for (let k = 0; k < spec.steps; k++) {
     const start = performance.now();
     report = await trainer.step(batches);
     times.push((performance.now() - start) / 1000);
+    optimizer.push(report.optimizerSeconds);
   }
   const memory = await peakOf(model, spec.device);
-  console.log(JSON.stringify({ times, median: median(times), trainable, inputTokens: report.inputTokens, tokens: report.tokens,
+  console.log(JSON.stringify({ times, median: median(times), optimizerMedian: median(optimizer), trainable, inputTokens: report.inputTokens, tokens: report.tokens,
     loss: report.loss, baselineBytes: baseline, peakBytes: memory.peak }));
   model.dispose();
 }
@@ -402,6 +404,7 @@ async function main() {
         const flopsPerToken = lora ? 4 * textParams + 6 * loraParams : 6 * textParams;
         const mfu = (r) => (r && peakTflops ? round((100 * flopsPerToken * tokens) / (r.median * peakTflops * 1e12), 4) : null);
         add('train', rowConfig, `time per optimizer step (median of ${steps})`, 's', round(pr?.median), round(hr?.median), false);
+        add('train', rowConfig, `of which clipping and the fused AdamW update (median of ${steps}; pigg only)`, 's', round(pr?.optimizerMedian), null, false);
         add('train', rowConfig, 'samples per second', 'samples/s', pr && round(accum / pr.median), hr && round(accum / hr.median), true);
         add('train', rowConfig, 'input tokens per second', 'tokens/s', pr && round(tokens / pr.median), hr && round(tokens / hr.median), true);
         const count = (n) => (n >= 1e9 ? `${(n / 1e9).toFixed(2)}B` : `${(n / 1e6).toFixed(2)}M`);

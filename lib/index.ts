@@ -10,6 +10,7 @@ export { readSafetensors, writeSafetensors, type HostTensor, type DType } from '
 export { QwenTokenizer, writeTokenizerFiles } from './processor/tokenizer.js';
 export { processImage, smartResize, PIGG_PIXELS, QWEN3_VL_PIXELS } from './processor/image.js';
 export type { ProcessedImage, ImageProcessorOptions } from './processor/image.js';
+export { ImagePool, defaultImageWorkers, type ImageProcessor } from './processor/image-pool.js';
 export { encodeSample, collate, buildBatch, toHostTensors } from './processor/sample.js';
 export type { SampleSpec, ModelInputs, SampleMode } from './processor/sample.js';
 

@@ -40,11 +40,11 @@ it('bench/gpu.mjs runs every bench end to end on the CPU (tiny config, bf16: all
     expect(result.device).toMatch(/^CPU only/);
     expect(result.versions).toMatchObject({ pigg: '0.1.0', transformers: null });
     const count = (bench: string) => result.rows.filter((r: { bench: string }) => r.bench === bench).length;
-    // 5 variants (master, kahan, stochastic, pure, LoRA) x 6 metrics; click: latency, prefill, per token; eval:
+    // 5 variants (master, kahan, stochastic, pure, LoRA) x 7 metrics; click: latency, prefill, per token; eval:
     // samples/s and the generation child's peak; load: 1.
-    expect([count('train'), count('click'), count('eval'), count('load')]).toEqual([30, 3, 2, 1]);
+    expect([count('train'), count('click'), count('eval'), count('load')]).toEqual([35, 3, 2, 1]);
     for (const variant of ['update mode master', 'update mode kahan', 'update mode stochastic', 'update mode pure', 'LoRA r 8']) {
-      expect(result.rows.filter((r: { config: string }) => r.config.includes(variant))).toHaveLength(6);
+      expect(result.rows.filter((r: { config: string }) => r.config.includes(variant))).toHaveLength(7);
     }
     for (const row of result.rows) {
       expect(Object.keys(row).sort()).toEqual(['bench', 'config', 'metric', 'pigg', 'ratio', 'transformers', 'unit']);
@@ -62,6 +62,24 @@ it('bench/gpu.mjs runs every bench end to end on the CPU (tiny config, bf16: all
       }
     }
     expect(result.rows.find((r: { metric: string }) => r.metric.startsWith('latency')).config).toContain('4 new tokens');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+it('bench/pipeline.mjs measures preprocessing and predict() from image files for each worker count (tiny, CPU)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pigg-pipeline-bench-'));
+  try {
+    const args = ['--samples', '4', '--batch', '2', '--workers', '0,1', '--new-tokens', '2', '--work', join(dir, 'work'), '--out', dir, '--name', 'ci'];
+    execFileSync(process.execPath, [resolve(import.meta.dirname, '..', 'bench', 'pipeline.mjs'), ...args], { stdio: 'pipe' });
+    const result = JSON.parse(readFileSync(join(dir, 'pipeline-ci.json'), 'utf8'));
+    expect(result.rows.map((r: { metric: string; config: string }) => [r.metric.split(',')[0], r.config.match(/image workers (\d+)/)![1]])).toEqual([
+      ['images per second', '0'], ['samples per second', '0'], ['images per second', '1'], ['samples per second', '1'],
+    ]);
+    for (const row of result.rows) {
+      expect(row.pigg).toBeGreaterThan(0);
+      expect(row.config).toContain('4 screenshots 1080×2400 → 966 image tokens, batch 2, 2 new tokens');
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

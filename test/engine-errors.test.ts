@@ -693,14 +693,6 @@ function runCli(args: string[]): { status: number | null; signal: NodeJS.Signals
 }
 
 describe('pigg inspect (CLI)', () => {
-  beforeAll(() => {
-    // Compile the CLI once so dist/ matches lib/ (type errors elsewhere in the tree do not block emitting).
-    spawnSync(process.execPath, [join(PROJECT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(PROJECT, 'tsconfig.json')], {
-      cwd: PROJECT, encoding: 'utf8', timeout: 120_000,
-    });
-    expect(existsSync(CLI)).toBe(true);
-  }, 180_000);
-
   it('hand-computed parameter counts of the tiny models', () => {
     const config = JSON.parse(readFileSync(join(UNTIED, 'config.json'), 'utf8'));
     expect(expectedParameters(config, false)).toEqual({ vision: 484224, text: 410304, total: 894528 });

@@ -29,7 +29,6 @@ function readJson<T>(file: string): T {
 }
 
 beforeAll(async () => {
-  if (!existsSync(cli)) execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root });
   await writeSynthDataset(data, { users: 3, personal: 1, samplesPerUser: 9, seed: 3, small: true });
   await initRandomModel('tiny', base, { seed: 1 });
 });

@@ -67,7 +67,6 @@ describe('synthetic generator', () => {
       expect([sample.width, sample.height]).toEqual([540, 1200]);
     }
     const cli = resolve(import.meta.dirname, '..', 'dist', 'cli', 'index.js');
-    if (!existsSync(cli)) execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: resolve(import.meta.dirname, '..') });
     const out = join(work, 'cli');
     execFileSync(process.execPath, [cli, 'synth', '--out', out, '--users', '2', '--samples-per-user', '3', '--seed', '4', '--small', '--no-images']);
     // The manifest is the same whichever way it was written.

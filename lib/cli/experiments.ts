@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { ANSWER_STYLES, type AnswerStyle } from '../data/parse.js';
 import { PIGG_PIXELS } from '../processor/image.js';
+import { defaultImageWorkers } from '../processor/image-pool.js';
 import type { LoadOptions } from '../engine/model.js';
 import type { PromptSettings } from '../experiments/inputs.js';
 import { PRESET_NAMES, type PresetName, type TrainConfig } from '../experiments/presets.js';
@@ -16,6 +17,7 @@ interface EngineFlags {
   minPixels: number;
   maxPixels: number;
   style: AnswerStyle;
+  imageWorkers: number;
 }
 
 function numberOption(flag: string): (value: string) => number {
@@ -33,7 +35,8 @@ function engineFlags(command: Command): Command {
     .option('--threads <n>', 'CPU threads for the engine', integerOption('--threads', 1))
     .option('--min-pixels <n>', 'image min_pixels', integerOption('--min-pixels', 1), PIGG_PIXELS.minPixels)
     .option('--max-pixels <n>', "image max_pixels (PIGG's 1280*28*28 by default)", integerOption('--max-pixels', 1), PIGG_PIXELS.maxPixels)
-    .option('--style <style>', 'prompt and answer style', choiceOption('--style', ANSWER_STYLES), 'pigg');
+    .option('--style <style>', 'prompt and answer style', choiceOption('--style', ANSWER_STYLES), 'pigg')
+    .option('--image-workers <n>', 'worker threads for image preprocessing (0: the main thread)', integerOption('--image-workers'), defaultImageWorkers());
 }
 
 function trainFlags(command: Command): Command {
@@ -70,10 +73,11 @@ function overrides(flags: TrainFlags): Partial<TrainConfig> {
   return out;
 }
 
-function engine(flags: EngineFlags): { load: LoadOptions; settings: PromptSettings } {
+function engine(flags: EngineFlags): { load: LoadOptions; settings: PromptSettings; imageWorkers: number } {
   const dtype = flags.dtype ?? (flags.device.startsWith('cuda') ? 'bf16' : 'fp32');
   return {
     load: { device: flags.device, dtype, threads: flags.threads },
+    imageWorkers: flags.imageWorkers,
     settings: { style: flags.style, image: { minPixels: flags.minPixels, maxPixels: flags.maxPixels } },
   };
 }

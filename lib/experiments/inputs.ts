@@ -4,6 +4,7 @@ import type { Sample } from '../data/types.js';
 import { buildInstructionPrompt, formatAnswer, type AnswerStyle } from '../data/parse.js';
 import { pointToGrid } from '../data/metrics.js';
 import { processImage, PIGG_PIXELS, type ImageProcessorOptions } from '../processor/image.js';
+import type { ImageProcessor } from '../processor/image-pool.js';
 import { buildBatch, toHostTensors, type SampleMode, type SampleSpec } from '../processor/sample.js';
 import type { QwenTokenizer } from '../processor/tokenizer.js';
 import type { NamedTensors } from '../engine/model.js';
@@ -16,8 +17,9 @@ export interface PromptSettings {
 export const DEFAULT_PROMPT: PromptSettings = { style: 'pigg', image: { ...PIGG_PIXELS } };
 
 /** One sample as the chat the model sees: its screenshot, the instruction prompt and (for training) the gold answer. */
-export async function sampleSpec(sample: Sample, datasetDir: string, settings: PromptSettings, withAnswer: boolean): Promise<SampleSpec> {
-  const image = await processImage(join(datasetDir, sample.image), settings.image).catch((error: Error) => {
+export async function sampleSpec(sample: Sample, datasetDir: string, settings: PromptSettings, withAnswer: boolean,
+  images: ImageProcessor = processImage): Promise<SampleSpec> {
+  const image = await images(join(datasetDir, sample.image), settings.image).catch((error: Error) => {
     throw new Error(`sample ${sample.id}: ${error.message}`);
   });
   const spec: SampleSpec = { id: sample.id, images: [image], prompt: buildInstructionPrompt(sample.instruction, settings.style) };
@@ -26,7 +28,27 @@ export async function sampleSpec(sample: Sample, datasetDir: string, settings: P
 }
 
 export async function modelBatch(tokenizer: QwenTokenizer, samples: Sample[], datasetDir: string, settings: PromptSettings,
-  mode: SampleMode): Promise<NamedTensors> {
-  const specs = await Promise.all(samples.map((sample) => sampleSpec(sample, datasetDir, settings, mode !== 'generate')));
+  mode: SampleMode, images: ImageProcessor = processImage): Promise<NamedTensors> {
+  const specs = await Promise.all(samples.map((sample) => sampleSpec(sample, datasetDir, settings, mode !== 'generate', images)));
   return toHostTensors(buildBatch(tokenizer, specs, { mode }));
+}
+
+/**
+ * make(0), make(1), ... in order; while the consumer works on one, the next `ahead` are already under way: the next
+ * batch's images are decoded and resized while the native model runs on this batch.
+ */
+export async function* prefetched<T>(count: number, make: (index: number) => Promise<T>, ahead = 1): AsyncGenerator<T> {
+  const pending: Array<Promise<T>> = [];
+  let next = 0;
+  const start = () => {
+    const promise = make(next++);
+    promise.catch(() => {}); // a rejection surfaces where it is awaited below; one never awaited (early stop) is dropped
+    pending.push(promise);
+  };
+  while (next < count || pending.length > 0) {
+    if (pending.length === 0) start();
+    const current = pending.shift()!;
+    while (next < count && pending.length < ahead) start();
+    yield await current;
+  }
 }

@@ -4,7 +4,8 @@ import { pointToGrid, scoreGrid } from '../data/metrics.js';
 import { parseAnswer } from '../data/parse.js';
 import type { Qwen3VL } from '../engine/model.js';
 import type { QwenTokenizer } from '../processor/tokenizer.js';
-import { modelBatch, type PromptSettings } from './inputs.js';
+import type { ImageProcessor } from '../processor/image-pool.js';
+import { modelBatch, prefetched, type PromptSettings } from './inputs.js';
 import type { EvalRecord } from './results.js';
 
 export interface PredictOptions {
@@ -12,6 +13,8 @@ export interface PredictOptions {
   batchSize?: number;
   maxNewTokens?: number;
   signal?: AbortSignal;
+  /** Where images are processed (an ImagePool's process); default this thread. The next batch is always made ahead. */
+  images?: ImageProcessor;
   /** Called after each batch with the number of samples done. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -20,10 +23,13 @@ export async function predict(model: Qwen3VL, tokenizer: QwenTokenizer, samples:
   options: PredictOptions): Promise<EvalRecord[]> {
   const { batchSize = 1, maxNewTokens = 512, signal, onProgress } = options;
   const records: EvalRecord[] = [];
-  for (let start = 0; start < samples.length; start += batchSize) {
+  const batches = Math.ceil(samples.length / batchSize);
+  const batchAt = (index: number) => samples.slice(index * batchSize, (index + 1) * batchSize);
+  const inputsOf = prefetched(batches, (index) => modelBatch(tokenizer, batchAt(index), datasetDir, options.settings, 'generate', options.images));
+  let index = 0;
+  for await (const inputs of inputsOf) {
     signal?.throwIfAborted();
-    const batch = samples.slice(start, start + batchSize);
-    const inputs = await modelBatch(tokenizer, batch, datasetDir, options.settings, 'generate');
+    const batch = batchAt(index++);
     // Greedy decoding with the model's own EOS ids (generation_config's sampling is not used).
     const { tokens } = await model.generate(inputs, { maxNewTokens });
     batch.forEach((sample, i) => {

@@ -7,6 +7,7 @@ import { kFolds } from '../data/folds.js';
 import { listUsers, parseUserSpec, readDataset } from '../data/manifest.js';
 import { overallSummary, userSummary, type FoldMetrics, type UserSummary } from '../data/metrics.js';
 import { Qwen3VL, type LoadOptions } from '../engine/model.js';
+import { ImagePool } from '../processor/image-pool.js';
 import { QwenTokenizer } from '../processor/tokenizer.js';
 import { DEFAULT_PROMPT, type PromptSettings } from './inputs.js';
 import { predict } from './predict.js';
@@ -23,6 +24,8 @@ export interface RunCommon {
   data: string;
   settings?: PromptSettings;
   load?: LoadOptions;
+  /** Worker threads for image preprocessing (0: the JS thread); default defaultImageWorkers(). */
+  imageWorkers?: number;
   signal?: AbortSignal;
   onProgress?: (event: ProgressEvent) => void;
 }
@@ -77,6 +80,7 @@ export async function runEval(options: EvalRunOptions): Promise<ExperimentResult
   const dir = join(options.out ?? 'eval_results', options.name ?? basename(options.model));
   const tokenizer = QwenTokenizer.fromDir(options.model);
   let model: Qwen3VL | undefined;
+  const pool = new ImagePool(options.imageWorkers);
   const users: Record<string, ResultSummary> = {};
   const all = [];
   try {
@@ -90,7 +94,7 @@ export async function runEval(options: EvalRunOptions): Promise<ExperimentResult
         }
         records = await predict(model, tokenizer, samples, options.data, {
           settings: options.settings ?? DEFAULT_PROMPT, batchSize: options.batchSize, maxNewTokens: options.maxNewTokens, signal: options.signal,
-          onProgress: (done, total) => options.onProgress?.({ kind: 'eval', user, done, total }),
+          images: pool.process, onProgress: (done, total) => options.onProgress?.({ kind: 'eval', user, done, total }),
         });
         await writeEvalDir(userDir, `${basename(dir)} user ${user}`, records);
       }
@@ -99,6 +103,7 @@ export async function runEval(options: EvalRunOptions): Promise<ExperimentResult
     }
   } finally {
     model?.dispose();
+    await pool.close();
   }
   const overall = summarize(all);
   await writeJson(join(dir, 'summary.json'), { experiment: basename(dir), model: options.model, overall, users });
@@ -134,12 +139,17 @@ export async function runTrainGlobal(options: TrainGlobalOptions): Promise<strin
   const samples = [...byUser.values()].flat();
   const config = trainConfig(options.preset ?? 'pigg-global', options.lora ?? false, options.overrides);
   const tokenizer = QwenTokenizer.fromDir(options.model);
-  const model = await trainRun(tokenizer, {
-    modelDir: options.model, samples, datasetDir: options.data, config, settings: options.settings ?? DEFAULT_PROMPT,
-    load: options.load ?? {}, outDir: options.output, stateDir: `${options.output}.state`, logFile: `${options.output}.log.jsonl`,
-    saveEvery: options.saveEvery, signal: options.signal, onStep: trainProgress(options),
-  });
-  model.dispose();
+  const pool = new ImagePool(options.imageWorkers);
+  try {
+    const model = await trainRun(tokenizer, {
+      modelDir: options.model, samples, datasetDir: options.data, config, settings: options.settings ?? DEFAULT_PROMPT,
+      load: options.load ?? {}, outDir: options.output, stateDir: `${options.output}.state`, logFile: `${options.output}.log.jsonl`,
+      saveEvery: options.saveEvery, signal: options.signal, images: pool.process, onStep: trainProgress(options),
+    });
+    model.dispose();
+  } finally {
+    await pool.close();
+  }
   return options.output;
 }
 
@@ -183,45 +193,50 @@ export async function runPersonalize(options: PersonalizeOptions): Promise<Perso
   const tokenizer = QwenTokenizer.fromDir(options.model);
   const settings = options.settings ?? DEFAULT_PROMPT;
   const users: PersonalizeResult['users'] = {};
-  for (const [user, samples] of byUser) {
-    const folds = kFolds(samples.length, k, options.seed ?? 42);
-    await writeJson(join(dir, `user_${user}`, 'folds.json'), { n: samples.length, k, seed: options.seed ?? 42, folds, ids: folds.map((f) => f.map((i) => samples[i].id)) });
-    const foldMetrics: FoldMetrics[] = [];
-    for (let fold = 0; fold < k; fold++) {
-      const foldDir = join(dir, `user_${user}`, `fold_${fold}`);
-      if (options.fold !== undefined && fold !== options.fold) {
-        const existing = readFinishedEval(foldDir);
-        if (existing) foldMetrics.push(summarize(existing));
-        continue;
-      }
-      let records = readFinishedEval(foldDir);
-      if (!records) {
-        const test = folds[fold].map((i) => samples[i]);
-        const train = folds.flatMap((indices, f) => (f === fold ? [] : indices.map((i) => samples[i])));
-        const checkpoint = join(checkpoints, `user_${user}`, `fold_${fold}`);
-        if (train.length === 0 || test.length === 0) throw new Error(`user '${user}' has ${samples.length} samples: too few for ${k} folds`);
-        options.onProgress?.({ kind: 'log', message: `user ${user} fold ${fold}: ${isFinishedCheckpoint(checkpoint) ? 'evaluating saved' : 'training on'} ${train.length} samples, ${test.length} held out` });
-        const model = await trainRun(tokenizer, {
-          modelDir: options.model, samples: train, datasetDir: options.data, config, settings, load: options.load ?? {},
-          outDir: checkpoint, stateDir: `${checkpoint}.state`, logFile: join(foldDir, 'train.log.jsonl'), saveEvery: options.saveEvery,
-          signal: options.signal, onStep: trainProgress(options, user, fold),
-        });
-        try {
-          records = await predict(model, tokenizer, test, options.data, {
-            settings, batchSize: options.batchSize, maxNewTokens: options.maxNewTokens, signal: options.signal,
-            onProgress: (done, total) => options.onProgress?.({ kind: 'eval', user, fold, done, total }),
-          });
-        } finally {
-          model.dispose();
+  const pool = new ImagePool(options.imageWorkers);
+  try {
+    for (const [user, samples] of byUser) {
+      const folds = kFolds(samples.length, k, options.seed ?? 42);
+      await writeJson(join(dir, `user_${user}`, 'folds.json'), { n: samples.length, k, seed: options.seed ?? 42, folds, ids: folds.map((f) => f.map((i) => samples[i].id)) });
+      const foldMetrics: FoldMetrics[] = [];
+      for (let fold = 0; fold < k; fold++) {
+        const foldDir = join(dir, `user_${user}`, `fold_${fold}`);
+        if (options.fold !== undefined && fold !== options.fold) {
+          const existing = readFinishedEval(foldDir);
+          if (existing) foldMetrics.push(summarize(existing));
+          continue;
         }
-        await writeEvalDir(foldDir, `personalized user ${user} fold ${fold}`, records);
-        options.onProgress?.({ kind: 'log', message: `user ${user} fold ${fold} done; process memory ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB` });
+        let records = readFinishedEval(foldDir);
+        if (!records) {
+          const test = folds[fold].map((i) => samples[i]);
+          const train = folds.flatMap((indices, f) => (f === fold ? [] : indices.map((i) => samples[i])));
+          const checkpoint = join(checkpoints, `user_${user}`, `fold_${fold}`);
+          if (train.length === 0 || test.length === 0) throw new Error(`user '${user}' has ${samples.length} samples: too few for ${k} folds`);
+          options.onProgress?.({ kind: 'log', message: `user ${user} fold ${fold}: ${isFinishedCheckpoint(checkpoint) ? 'evaluating saved' : 'training on'} ${train.length} samples, ${test.length} held out` });
+          const model = await trainRun(tokenizer, {
+            modelDir: options.model, samples: train, datasetDir: options.data, config, settings, load: options.load ?? {},
+            outDir: checkpoint, stateDir: `${checkpoint}.state`, logFile: join(foldDir, 'train.log.jsonl'), saveEvery: options.saveEvery,
+            signal: options.signal, images: pool.process, onStep: trainProgress(options, user, fold),
+          });
+          try {
+            records = await predict(model, tokenizer, test, options.data, {
+              settings, batchSize: options.batchSize, maxNewTokens: options.maxNewTokens, signal: options.signal, images: pool.process,
+              onProgress: (done, total) => options.onProgress?.({ kind: 'eval', user, fold, done, total }),
+            });
+          } finally {
+            model.dispose();
+          }
+          await writeEvalDir(foldDir, `personalized user ${user} fold ${fold}`, records);
+          options.onProgress?.({ kind: 'log', message: `user ${user} fold ${fold} done; process memory ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB` });
+        }
+        foldMetrics.push(summarize(records));
       }
-      foldMetrics.push(summarize(records));
+      const summary = { ...userSummary(user, foldMetrics), folds: foldMetrics };
+      await writeJson(join(dir, `user_${user}`, `user_${user}_summary.json`), summary);
+      users[user] = summary;
     }
-    const summary = { ...userSummary(user, foldMetrics), folds: foldMetrics };
-    await writeJson(join(dir, `user_${user}`, `user_${user}_summary.json`), summary);
-    users[user] = summary;
+  } finally {
+    await pool.close();
   }
   const overall = overallSummary(Object.values(users));
   await writeJson(join(dir, 'summary.json'), { experiment: 'personalized', model: options.model, k, overall, users });

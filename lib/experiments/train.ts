@@ -9,7 +9,8 @@ import { PythonRandom } from '../data/folds.js';
 import { Qwen3VL, type LoadOptions } from '../engine/model.js';
 import type { StepReport, Trainer } from '../engine/trainer.js';
 import type { QwenTokenizer } from '../processor/tokenizer.js';
-import { modelBatch, type PromptSettings } from './inputs.js';
+import type { ImageProcessor } from '../processor/image-pool.js';
+import { modelBatch, prefetched, type PromptSettings } from './inputs.js';
 import type { TrainConfig } from './presets.js';
 
 export interface TrainRunOptions {
@@ -27,6 +28,8 @@ export interface TrainRunOptions {
   logFile: string;
   saveEvery?: number;
   signal?: AbortSignal;
+  /** Where images are processed (an ImagePool's process); default this thread. The next step is always made ahead. */
+  images?: ImageProcessor;
   onStep?: (report: StepReport & { epoch: number; totalSteps: number }) => void;
 }
 
@@ -81,17 +84,16 @@ export async function trainRun(tokenizer: QwenTokenizer, options: TrainRunOption
     }
     await mkdir(dirname(options.logFile), { recursive: true });
     const saveEvery = options.saveEvery ?? 50;
-    for (let index = done; index < steps.length; index++) {
-      const { epoch, microBatches } = steps[index];
-      const batches = [];
-      for (const micro of microBatches) {
-        batches.push(await modelBatch(tokenizer, micro.map((i) => samples[i]), options.datasetDir, options.settings, config.labels));
-      }
+    const stepInputs = prefetched(steps.length - done, (offset) => Promise.all(steps[done + offset].microBatches.map((micro) =>
+      modelBatch(tokenizer, micro.map((i) => samples[i]), options.datasetDir, options.settings, config.labels, options.images))));
+    let index = done;
+    for await (const batches of stepInputs) {
+      const { epoch } = steps[index++];
       const report = await trainer.step(batches, { signal: options.signal });
       const memory = process.memoryUsage();
       await appendFile(options.logFile, `${JSON.stringify({
         step: report.step, epoch, loss: report.loss, lr: report.learningRate, grad_norm: report.gradNorm, tokens: report.tokens,
-        tokens_per_s: report.inputTokens / report.seconds, seconds: report.seconds, rss_bytes: memory.rss, time: new Date().toISOString(),
+        tokens_per_s: report.inputTokens / report.seconds, seconds: report.seconds, optimizer_seconds: report.optimizerSeconds, rss_bytes: memory.rss, time: new Date().toISOString(),
       })}\n`);
       options.onStep?.({ ...report, epoch, totalSteps: steps.length });
       if (report.step % saveEvery === 0 && report.step < steps.length) await trainer.saveState(options.stateDir);
