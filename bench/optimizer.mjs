@@ -8,11 +8,12 @@
 //
 // Writes <out>/optimizer-<name>.json (pigg-only rows); `node bench/table.mjs` renders it into README.md.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writePiggOnlyResults } from './pigg-only-results.mjs';
 import { syntheticBatch } from './synthetic-batch.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -74,17 +75,7 @@ async function main() {
     else row('peak RSS', 'MiB', r.peakRss / 2 ** 20);
     console.error(`${config}: step ${r.step.toFixed(3)} s, optimizer ${r.optimizer?.toFixed(3)} s`);
   }
-  const versions = JSON.parse(addon().versions());
-  const result = {
-    command: `node bench/optimizer.mjs ${process.argv.slice(2).join(' ')}`.trim(),
-    device: `${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()} threads, ${Math.round(totalmem() / 2 ** 30)} GiB${device.startsWith('cuda') ? ` + ${device}` : ''}`,
-    date: new Date().toISOString(),
-    versions: { torch: versions.torch, transformers: null, pigg: JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version },
-    rows,
-  };
-  mkdirSync(outDir, { recursive: true });
-  const file = join(outDir, `optimizer-${name}.json`);
-  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  const file = writePiggOnlyResults({ bench: 'optimizer', name, outDir, device, torch: JSON.parse(addon().versions()).torch, rows });
   console.error(`wrote ${file}`);
 }
 

@@ -10,10 +10,11 @@
 //
 // Writes <out>/pipeline-<name>.json in the bench/results format (pigg-only rows: transformers and ratio null);
 // `node bench/table.mjs` renders it into README.md.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writePiggOnlyResults } from './pigg-only-results.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const pigg = await import(join(root, 'dist', 'index.js'));
@@ -77,15 +78,5 @@ try {
 } finally {
   model.dispose();
 }
-const versions = pigg.engineVersions();
-const result = {
-  command: `node bench/pipeline.mjs ${process.argv.slice(2).join(' ')}`.trim(),
-  device: `${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()} threads, ${Math.round(totalmem() / 2 ** 30)} GiB${device.startsWith('cuda') ? ` + ${device}` : ''}`,
-  date: new Date().toISOString(),
-  versions: { torch: versions.torch, transformers: null, pigg: JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version },
-  rows,
-};
-mkdirSync(outDir, { recursive: true });
-const file = join(outDir, `pipeline-${name}.json`);
-writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+const file = writePiggOnlyResults({ bench: 'pipeline', name, outDir, device, torch: pigg.engineVersions().torch, rows });
 log(`wrote ${file}`);

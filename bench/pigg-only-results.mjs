@@ -1,0 +1,23 @@
+// The results file of a pigg-only bench (bench/optimizer.mjs, bench/pipeline.mjs): the bench/results format with
+// the transformers columns null, the machine described as the command saw it.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Writes <outDir>/<bench>-<name>.json and returns its path. */
+export function writePiggOnlyResults({ bench, name, outDir, device, torch, rows }) {
+  const result = {
+    command: `node bench/${bench}.mjs ${process.argv.slice(2).join(' ')}`.trim(),
+    device: `${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()} threads, ${Math.round(totalmem() / 2 ** 30)} GiB${device.startsWith('cuda') ? ` + ${device}` : ''}`,
+    date: new Date().toISOString(),
+    versions: { torch, transformers: null, pigg: JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version },
+    rows,
+  };
+  mkdirSync(outDir, { recursive: true });
+  const file = join(outDir, `${bench}-${name}.json`);
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  return file;
+}
