@@ -23,13 +23,12 @@ export async function predict(model: Qwen3VL, tokenizer: QwenTokenizer, samples:
   options: PredictOptions): Promise<EvalRecord[]> {
   const { batchSize = 1, maxNewTokens = 512, signal, onProgress } = options;
   const records: EvalRecord[] = [];
-  const batches = Math.ceil(samples.length / batchSize);
-  const batchAt = (index: number) => samples.slice(index * batchSize, (index + 1) * batchSize);
-  const inputsOf = prefetched(batches, (index) => modelBatch(tokenizer, batchAt(index), datasetDir, options.settings, 'generate', options.images));
-  let index = 0;
-  for await (const inputs of inputsOf) {
+  const batchInputs = prefetched(Math.ceil(samples.length / batchSize), async (index) => {
+    const batch = samples.slice(index * batchSize, (index + 1) * batchSize);
+    return { batch, inputs: await modelBatch(tokenizer, batch, datasetDir, options.settings, 'generate', options.images) };
+  });
+  for await (const { batch, inputs } of batchInputs) {
     signal?.throwIfAborted();
-    const batch = batchAt(index++);
     // Greedy decoding with the model's own EOS ids (generation_config's sampling is not used).
     const { tokens } = await model.generate(inputs, { maxNewTokens });
     batch.forEach((sample, i) => {

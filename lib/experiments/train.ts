@@ -84,11 +84,13 @@ export async function trainRun(tokenizer: QwenTokenizer, options: TrainRunOption
     }
     await mkdir(dirname(options.logFile), { recursive: true });
     const saveEvery = options.saveEvery ?? 50;
-    const stepInputs = prefetched(steps.length - done, (offset) => Promise.all(steps[done + offset].microBatches.map((micro) =>
-      modelBatch(tokenizer, micro.map((i) => samples[i]), options.datasetDir, options.settings, config.labels, options.images))));
-    let index = done;
-    for await (const batches of stepInputs) {
-      const { epoch } = steps[index++];
+    const stepInputs = prefetched(steps.length - done, async (offset) => {
+      const { epoch, microBatches } = steps[done + offset];
+      const batches = await Promise.all(microBatches.map((micro) =>
+        modelBatch(tokenizer, micro.map((i) => samples[i]), options.datasetDir, options.settings, config.labels, options.images)));
+      return { epoch, batches };
+    });
+    for await (const { epoch, batches } of stepInputs) {
       const report = await trainer.step(batches, { signal: options.signal });
       const memory = process.memoryUsage();
       await appendFile(options.logFile, `${JSON.stringify({

@@ -43,7 +43,6 @@ export class ImagePool {
   private readonly workers: Worker[] = [];
   /** One entry per free job slot. */
   private readonly idle: Worker[] = [];
-  private readonly active = new Map<Worker, number>();
   private readonly queue: Array<{ job: ImageJob; resolve: (image: ProcessedImage) => void; reject: (error: Error) => void }> = [];
   private readonly running = new Map<number, { worker: Worker; resolve: (image: ProcessedImage) => void; reject: (error: Error) => void }>();
   private nextId = 0;
@@ -58,7 +57,6 @@ export class ImagePool {
       worker.on('message', (reply: ImageReply) => this.finish(worker, reply));
       worker.on('error', (error) => this.fail(worker, error));
       this.workers.push(worker);
-      this.active.set(worker, 0);
       for (let slot = 0; slot < JOBS_PER_WORKER; slot++) this.idle.push(worker);
     }
   }
@@ -83,7 +81,7 @@ export class ImagePool {
       const worker = this.idle.pop()!;
       const { job, resolve, reject } = this.queue.shift()!;
       this.running.set(job.id, { worker, resolve, reject });
-      this.setActive(worker, +1);
+      this.holdWhileBusy(worker);
       worker.postMessage(job);
     }
   }
@@ -91,7 +89,7 @@ export class ImagePool {
   private finish(worker: Worker, reply: ImageReply): void {
     const task = this.running.get(reply.id);
     this.running.delete(reply.id);
-    this.setActive(worker, -1);
+    this.holdWhileBusy(worker);
     this.idle.push(worker);
     if (reply.error !== undefined) task?.reject(new Error(reply.error));
     else task?.resolve(reply.image);
@@ -99,11 +97,9 @@ export class ImagePool {
   }
 
   /** A worker keeps the process alive only while it has work. */
-  private setActive(worker: Worker, change: number): void {
-    const count = (this.active.get(worker) ?? 0) + change;
-    this.active.set(worker, count);
-    if (count === 0) worker.unref();
-    else if (count === 1 && change > 0) worker.ref();
+  private holdWhileBusy(worker: Worker): void {
+    if ([...this.running.values()].some((task) => task.worker === worker)) worker.ref();
+    else worker.unref();
   }
 
   /** A worker that died takes its job with it; the pool goes on with the others. */
