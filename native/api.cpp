@@ -8,12 +8,14 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "adapters.h"
 #include "checkpoint.h"
 #include "device.h"
 #include "error.h"
+#include "grammar.h"
+#include "lora.h"
 #include "model.h"
 #include "safetensors.h"
-#include "lora.h"
 #include "trainer.h"
 
 namespace pigg::api {
@@ -230,8 +232,9 @@ std::shared_ptr<Trainer> createTrainer(const std::shared_ptr<Model>& model, cons
   return trainer;
 }
 
-std::string trainerStep(Trainer& trainer, const std::vector<NamedTensors>& microBatches) {
+std::string trainerStep(Trainer& trainer, const std::vector<NamedTensors>& microBatches, CallControl* control) {
   std::lock_guard<std::mutex> lock(trainer.model->mutex);
+  ControlScope scope(control);
   std::vector<ModelInputs> batches;
   for (const auto& batch : microBatches) batches.push_back(toModelInputs(batch));
   return guarded([&] { return reportJson(trainer.engine->step(batches)).dump(); });
@@ -242,13 +245,15 @@ NamedTensors trainerGradients(Trainer& trainer, const NamedTensors& batch, const
   return guarded([&] { return toHostMap(trainer.engine->gradients(toModelInputs(batch), names)); });
 }
 
-void trainerSave(Trainer& trainer, const std::string& dir, bool mergeAdapter) {
+void trainerSave(Trainer& trainer, const std::string& dir, bool mergeAdapter, CallControl* control) {
   std::lock_guard<std::mutex> lock(trainer.model->mutex);
+  ControlScope scope(control);
   guarded([&] { trainer.engine->save(dir, mergeAdapter); return 0; });
 }
 
-void trainerSaveState(Trainer& trainer, const std::string& dir) {
+void trainerSaveState(Trainer& trainer, const std::string& dir, CallControl* control) {
   std::lock_guard<std::mutex> lock(trainer.model->mutex);
+  ControlScope scope(control);
   guarded([&] { trainer.engine->saveState(dir); return 0; });
 }
 
@@ -264,8 +269,6 @@ std::string trainerInfo(Trainer& trainer) {
                {"learningRate", t.learningRateAt(t.stepsDone())}};
   return info.dump();
 }
-
-void trainerCancel(Trainer& trainer) { trainer.engine->cancel(); }
 
 void initRandomCheckpoint(const std::string& configJson, const std::string& dir, const std::string& dtype, const std::string& device, uint64_t seed) {
   guarded([&] {
@@ -283,7 +286,8 @@ void initRandomCheckpoint(const std::string& configJson, const std::string& dir,
   });
 }
 
-std::shared_ptr<Model> loadModel(const std::string& dir, const LoadOptions& options) {
+std::shared_ptr<Model> loadModel(const std::string& dir, const LoadOptions& options, CallControl* control) {
+  ControlScope scope(control);
   auto model = std::make_shared<Model>();
   pigg::LoadOptions engineOptions{options.device, options.dtype, options.threads, options.allowTf32};
   model->engine = guarded([&] { return Qwen3VL::load(dir, engineOptions); });
@@ -313,23 +317,62 @@ std::string modelInfo(Model& model) {
   return info.dump();
 }
 
-NamedTensors forward(Model& model, const NamedTensors& inputs, const std::vector<std::string>& outputs) {
+NamedTensors forward(Model& model, const NamedTensors& inputs, const std::vector<std::string>& outputs, CallControl* control) {
   std::lock_guard<std::mutex> lock(model.mutex);
+  ControlScope scope(control);
   return guarded([&] { return toHostMap(model.engine->forward(toModelInputs(inputs), std::set<std::string>(outputs.begin(), outputs.end()))); });
 }
 
-NamedTensors generate(Model& model, const NamedTensors& inputs, const GenerateOptions& options) {
+NamedTensors generate(Model& model, const NamedTensors& inputs, const GenerateOptions& options, CallControl* control) {
   std::lock_guard<std::mutex> lock(model.mutex);
+  ControlScope scope(control);
   pigg::GenerateOptions engineOptions;
   engineOptions.maxNewTokens = options.maxNewTokens;
   engineOptions.eosTokenIds = options.eosTokenIds.empty() && options.useConfigEos ? model.engine->config().eosTokenIds : options.eosTokenIds;
   engineOptions.returnStepLogits = options.returnStepLogits;
+  engineOptions.rowAdapters = options.rowAdapters;
+  engineOptions.rowGrammars = options.rowGrammars;
+  engineOptions.rowControls = options.rowControls;
   return guarded([&] { return toHostMap(model.engine->generate(toModelInputs(inputs), engineOptions)); });
 }
 
 void loadAdapter(Model& model, const std::string& dir) {
   std::lock_guard<std::mutex> lock(model.mutex);
   guarded([&] { loadLoraAdapter(model.engine->text(), dir); return 0; });
+}
+
+namespace {
+
+json adapterJson(const AdapterSummary& a) {
+  return {{"name", a.name}, {"path", a.path}, {"rank", a.rank}, {"alpha", a.alpha}, {"bytes", a.bytes}, {"onDevice", a.onDevice}, {"lastUsed", a.lastUsedMs}};
+}
+
+}  // namespace
+
+std::string registerAdapter(Model& model, const std::string& name, const std::string& dir) {
+  // No model lock: the decoder's layer shapes do not change while it lives, and the registry locks itself.
+  return guarded([&] {
+    AdapterRegistry& registry = model.engine->adapters();
+    registry.add(readAdapter(model.engine->text(), name, dir));
+    for (const auto& summary : registry.list()) {
+      if (summary.name == name) return adapterJson(summary).dump();
+    }
+    throw Error("adapter '" + name + "' was removed while it was being added");
+  });
+}
+
+bool unregisterAdapter(Model& model, const std::string& name) { return model.engine->adapters().remove(name); }
+
+std::string listAdapters(Model& model) {
+  json list = json::array();
+  for (const auto& summary : model.engine->adapters().list()) list.push_back(adapterJson(summary));
+  return list.dump();
+}
+
+void setAdapterBudget(Model& model, int64_t deviceBytes) { model.engine->adapters().setDeviceBudget(deviceBytes); }
+
+std::shared_ptr<const Grammar> createGrammar(GrammarTables tables) {
+  return guarded([&] { return std::make_shared<const Grammar>(std::move(tables)); });
 }
 
 std::string inspectCheckpoint(const std::string& dir) {

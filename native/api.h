@@ -8,7 +8,19 @@
 #include <utility>
 #include <vector>
 
+#include "control.h"
+#include "grammar_tables.h"
+
+namespace pigg {
+class Grammar;  // grammar.h
+}
+
 namespace pigg::api {
+
+// Cancellation (and load progress) of one call; the binding makes one per call that takes an AbortSignal.
+using pigg::CallControl;
+using pigg::Grammar;
+using pigg::GrammarTables;
 
 enum class DType { F32, F16, BF16, F64, I64, I32, U8, BOOL };
 
@@ -34,29 +46,42 @@ struct GenerateOptions {
   std::vector<int64_t> eosTokenIds;
   bool useConfigEos = true;  // eosTokenIds empty and this set: the config's eos ids
   bool returnStepLogits = false;
+  // Per row (each empty or one entry per row): registered adapter name ("" = none), grammar (null = none),
+  // and a control whose abort stops that row alone.
+  std::vector<std::string> rowAdapters;
+  std::vector<std::shared_ptr<const Grammar>> rowGrammars;
+  std::vector<std::shared_ptr<CallControl>> rowControls;
 };
 
 class Model;  // defined in api.cpp
 
-std::shared_ptr<Model> loadModel(const std::string& dir, const LoadOptions& options);
+// Every long call takes an optional control: its abort throws pigg::Cancelled within one layer / decode step /
+// tensor, and leaves the model usable.
+std::shared_ptr<Model> loadModel(const std::string& dir, const LoadOptions& options, CallControl* control = nullptr);
 // Parameter counts, dtype, device, memory, config summary and load warnings, as a JSON text.
 std::string modelInfo(Model& model);
-NamedTensors forward(Model& model, const NamedTensors& inputs, const std::vector<std::string>& outputs);
-NamedTensors generate(Model& model, const NamedTensors& inputs, const GenerateOptions& options);
-// Attaches a PEFT LoRA adapter folder to the model (forward and generate then include it).
+NamedTensors forward(Model& model, const NamedTensors& inputs, const std::vector<std::string>& outputs, CallControl* control = nullptr);
+NamedTensors generate(Model& model, const NamedTensors& inputs, const GenerateOptions& options, CallControl* control = nullptr);
+// Attaches a PEFT LoRA adapter folder to the model itself (forward and generate then include it; training path).
 void loadAdapter(Model& model, const std::string& dir);
+// Named adapters beside the base weights, chosen per generate row. Registering reads and checks the folder
+// without taking the model's call lock; the summary (and the list) as JSON.
+std::string registerAdapter(Model& model, const std::string& name, const std::string& dir);
+bool unregisterAdapter(Model& model, const std::string& name);
+std::string listAdapters(Model& model);
+void setAdapterBudget(Model& model, int64_t deviceBytes);
+std::shared_ptr<const Grammar> createGrammar(GrammarTables tables);
 class Trainer;  // defined in api.cpp
 
 // Trainer options as JSON (see lib/engine/trainer.ts for the fields); the trainer keeps the model alive.
 std::shared_ptr<Trainer> createTrainer(const std::shared_ptr<Model>& model, const std::string& optionsJson);
-// One optimizer step over the micro-batches; the step report as JSON.
-std::string trainerStep(Trainer& trainer, const std::vector<NamedTensors>& microBatches);
+// One optimizer step over the micro-batches; the step report as JSON. An aborted step applies no update.
+std::string trainerStep(Trainer& trainer, const std::vector<NamedTensors>& microBatches, CallControl* control = nullptr);
 NamedTensors trainerGradients(Trainer& trainer, const NamedTensors& batch, const std::vector<std::string>& names);
-void trainerSave(Trainer& trainer, const std::string& dir, bool mergeAdapter);
-void trainerSaveState(Trainer& trainer, const std::string& dir);
+void trainerSave(Trainer& trainer, const std::string& dir, bool mergeAdapter, CallControl* control = nullptr);
+void trainerSaveState(Trainer& trainer, const std::string& dir, CallControl* control = nullptr);
 void trainerLoadState(Trainer& trainer, const std::string& dir);
 std::string trainerInfo(Trainer& trainer);
-void trainerCancel(Trainer& trainer);
 
 // Writes a checkpoint with random weights for a config.json text (init-random, benchmarks).
 void initRandomCheckpoint(const std::string& configJson, const std::string& dir, const std::string& dtype, const std::string& device, uint64_t seed);

@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "control.h"
 #include "error.h"
 #include "safetensors.h"
 
@@ -149,10 +150,13 @@ Weights loadWeights(const std::string& dir, const ModelConfig& config, at::Devic
   weights.headTied = resolved.summary.headTied;
   ModelConfig withHead = config;
   withHead.tieWordEmbeddings = weights.headTied;
-  for (const auto& spec : expectedWeights(withHead)) {
-    const at::Tensor stored = resolved.source.tensor(resolved.canonicalToStored.at(spec.name));
+  const auto specs = expectedWeights(withHead);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    checkCancelled();
+    const at::Tensor stored = resolved.source.tensor(resolved.canonicalToStored.at(specs[i].name));
     // Same dtype on CPU keeps the copy-on-write mapping (no copy); anything else converts once.
-    weights.tensors[spec.name] = stored.to(device, dtype);
+    weights.tensors[specs[i].name] = stored.to(device, dtype);
+    reportProgress(static_cast<double>(i + 1) / static_cast<double>(specs.size()));
   }
   if (weights.headTied) weights.tensors["lm_head.weight"] = weights.tensors.at("model.language_model.embed_tokens.weight");
   return weights;

@@ -6,6 +6,16 @@
 
 namespace pigg {
 
+// Per-row LoRA adapters of one linear layer for a batch (the BGMV idea of Punica / S-LoRA): the batch's distinct
+// adapters stacked with their ranks zero-padded to the largest, and each row's adapter and scale.
+struct RowLora {
+  at::Tensor a;      // [adapters, r, in] fp32
+  at::Tensor b;      // [adapters, out, r] fp32
+  at::Tensor rows;   // int64 [B]: each row's adapter in a / b
+  at::Tensor scale;  // fp32 [B, 1, 1]: alpha / r of the row's adapter, 0 for rows without one
+  bool defined() const { return a.defined(); }
+};
+
 // A Linear layer ([out, in] weight as stored by PyTorch), optionally carrying a LoRA adapter:
 // y = x W^T + b + scale * dropout(x) A^T B^T.
 struct Linear {
@@ -16,7 +26,8 @@ struct Linear {
   double loraScale = 0.0;
   double loraDropout = 0.0;
   bool hasLora() const { return loraA.defined(); }
-  at::Tensor operator()(const at::Tensor& x, bool training = false) const;
+  // `rows` adds per-row adapters to x [B, L, in] (inference), beside any adapter attached to the layer itself.
+  at::Tensor operator()(const at::Tensor& x, bool training = false, const RowLora* rows = nullptr) const;
 };
 
 // RMSNorm over the last dimension: weight * to_input_dtype(x32 * rsqrt(mean(x32^2) + eps)).

@@ -17,7 +17,9 @@ using json = nlohmann::json;
 
 const std::string kPeftPrefix = "base_model.model.";
 
-std::vector<std::pair<std::string, Linear*>> allLinears(TextDecoder& decoder) {
+}  // namespace
+
+std::vector<std::pair<std::string, Linear*>> decoderLinears(TextDecoder& decoder) {
   std::vector<std::pair<std::string, Linear*>> out;
   auto& layers = decoder.mutableLayers();
   for (size_t l = 0; l < layers.size(); ++l) {
@@ -34,11 +36,9 @@ std::vector<std::pair<std::string, Linear*>> allLinears(TextDecoder& decoder) {
   return out;
 }
 
-}  // namespace
-
 std::vector<std::pair<std::string, Linear*>> loraTargets(TextDecoder& decoder, const std::vector<std::string>& targets) {
   std::vector<std::pair<std::string, Linear*>> out;
-  for (auto& [name, linear] : allLinears(decoder)) {
+  for (auto& [name, linear] : decoderLinears(decoder)) {
     const std::string leaf = name.substr(name.rfind('.') + 1);
     if (std::find(targets.begin(), targets.end(), leaf) != targets.end() || std::find(targets.begin(), targets.end(), "all-linear") != targets.end()) {
       out.emplace_back(name, linear);
@@ -84,20 +84,28 @@ void saveLoraAdapter(TextDecoder& decoder, const LoraOptions& options, const std
   });
 }
 
-LoraOptions loadLoraAdapter(TextDecoder& decoder, const std::string& dir) {
+LoraWeights readLoraAdapter(TextDecoder& decoder, const std::string& dir) {
   namespace fs = std::filesystem;
   const fs::path configPath = fs::path(dir) / "adapter_config.json";
   const json config = readJsonFile(configPath.string(), "is " + dir + " a PEFT adapter folder?");
   if (config.value("peft_type", "") != "LORA") throw Error(configPath.string() + ": peft_type is not LORA");
-  LoraOptions options;
+  LoraWeights weights;
+  LoraOptions& options = weights.options;
   options.rank = config.value("r", int64_t{8});
   options.alpha = config.value("lora_alpha", 8.0);
   options.dropout = config.value("lora_dropout", 0.0);
+  if (options.rank < 1) throw Error(configPath.string() + ": r must be at least 1");
   if (config.contains("target_modules") && config["target_modules"].is_array()) options.targets = config["target_modules"].get<std::vector<std::string>>();
   if (config.contains("target_modules") && config["target_modules"].is_string()) options.targets = {config["target_modules"].get<std::string>()};
   const TensorSource source = TensorSource::openFile((fs::path(dir) / "adapter_model.safetensors").string());
-  size_t attached = 0;
-  for (auto& [name, linear] : loraTargets(decoder, options.targets)) {
+  const auto linears = decoderLinears(decoder);
+  weights.a.resize(linears.size());
+  weights.b.resize(linears.size());
+  size_t found = 0;
+  const auto targets = loraTargets(decoder, options.targets);
+  for (size_t i = 0; i < linears.size(); ++i) {
+    const auto& [name, linear] = linears[i];
+    if (std::none_of(targets.begin(), targets.end(), [&](const auto& target) { return target.second == linear; })) continue;
     const std::string a = kPeftPrefix + name + ".lora_A.weight", b = kPeftPrefix + name + ".lora_B.weight";
     if (!source.has(a) || !source.has(b)) continue;
     const at::Tensor loraA = source.tensor(a), loraB = source.tensor(b);
@@ -105,19 +113,31 @@ LoraOptions loadLoraAdapter(TextDecoder& decoder, const std::string& dir) {
         loraB.size(0) != linear->weight.size(0) || loraB.size(1) != options.rank) {
       throw Error(source.fileOf(a) + ": adapter '" + name + "' does not fit its layer (rank " + std::to_string(options.rank) + ")");
     }
-    linear->loraA = loraA.to(linear->weight.device(), at::kFloat).clone();
-    linear->loraB = loraB.to(linear->weight.device(), at::kFloat).clone();
-    linear->loraScale = options.alpha / static_cast<double>(options.rank);
-    linear->loraDropout = options.dropout;
-    ++attached;
+    weights.a[i] = loraA.to(at::kFloat).clone();
+    weights.b[i] = loraB.to(at::kFloat).clone();
+    ++found;
   }
-  if (attached == 0) throw Error(dir + ": adapter_model.safetensors holds no LoRA weights for this model's layers");
-  return options;
+  if (found == 0) throw Error(dir + ": adapter_model.safetensors holds no LoRA weights for this model's layers");
+  return weights;
+}
+
+LoraOptions loadLoraAdapter(TextDecoder& decoder, const std::string& dir) {
+  const LoraWeights weights = readLoraAdapter(decoder, dir);
+  const auto linears = decoderLinears(decoder);
+  for (size_t i = 0; i < linears.size(); ++i) {
+    if (!weights.a[i].defined()) continue;
+    Linear* linear = linears[i].second;
+    linear->loraA = weights.a[i].to(linear->weight.device());
+    linear->loraB = weights.b[i].to(linear->weight.device());
+    linear->loraScale = weights.scale();
+    linear->loraDropout = weights.options.dropout;
+  }
+  return weights.options;
 }
 
 void mergeLora(TextDecoder& decoder) {
   at::NoGradGuard noGrad;
-  for (auto& [name, linear] : allLinears(decoder)) {
+  for (auto& [name, linear] : decoderLinears(decoder)) {
     if (!linear->hasLora()) continue;
     const at::Tensor delta = at::matmul(linear->loraB, linear->loraA) * linear->loraScale;
     linear->weight.copy_((linear->weight.to(at::kFloat) + delta).to(linear->weight.scalar_type()));

@@ -2,9 +2,11 @@
 
 #include <ATen/Parallel.h>
 
+#include <chrono>
 #include <limits>
 #include <thread>
 
+#include "device.h"
 #include "error.h"
 #include "rope.h"
 
@@ -73,6 +75,7 @@ std::unique_ptr<Qwen3VL> Qwen3VL::load(const std::string& dir, const LoadOptions
   model->invFreq_ = textInvFreq(model->config_.text).to(model->device_);
   model->vision_ = std::make_unique<VisionTower>(model->config_.vision, model->weights_);
   model->text_ = std::make_unique<TextDecoder>(model->config_, model->weights_);
+  model->adapters_ = std::make_unique<AdapterRegistry>(model->device_);
   return model;
 }
 
@@ -120,6 +123,7 @@ at::Tensor addAtPositions(const at::Tensor& hidden, const at::Tensor& visualInde
 at::Tensor Qwen3VL::runLayers(at::Tensor hidden, const AttentionContext& context, const at::Tensor& visualIndex,
                               const std::vector<at::Tensor>& deepstack, KVCache* cache, std::vector<at::Tensor>* layerOutputs) {
   for (int64_t l = 0; l < text_->layers(); ++l) {
+    checkCancelled();  // an abort returns within one layer
     hidden = text_->layer(l, hidden, context, cache);
     if (l < static_cast<int64_t>(deepstack.size())) hidden = addAtPositions(hidden, visualIndex, deepstack[l]);
     if (layerOutputs) layerOutputs->push_back(hidden);
@@ -203,51 +207,135 @@ TensorMap Qwen3VL::forward(const ModelInputs& inputs, const std::set<std::string
   return selected;
 }
 
+namespace {
+
+// Seconds since `start`, after the device has finished the work queued so far.
+double secondsSince(std::chrono::steady_clock::time_point start, at::Device device) {
+  synchronize(device);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+template <typename T>
+void checkPerRow(const std::vector<T>& list, int64_t batch, const char* what) {
+  if (!list.empty() && static_cast<int64_t>(list.size()) != batch) {
+    throw Error(std::string(what) + " must have one entry per row (" + std::to_string(batch) + "), got " + std::to_string(list.size()));
+  }
+}
+
+// The grammar states of constrained rows: the masks of the next token, and the states after the chosen ones.
+class RowConstraints {
+ public:
+  RowConstraints(const std::vector<std::shared_ptr<const Grammar>>& grammars, int64_t vocab, at::Device device) : grammars_(grammars), device_(device) {
+    for (const auto& grammar : grammars_) {
+      if (!grammar) {
+        states_.push_back(-1);
+        continue;
+      }
+      if (grammar->vocabSize() != vocab) {
+        throw Error("the grammar was built for a vocabulary of " + std::to_string(grammar->vocabSize()) + " tokens, the model has " + std::to_string(vocab));
+      }
+      states_.push_back(grammar->start());
+      any_ = true;
+    }
+    if (any_) free_ = at::ones({vocab}, at::TensorOptions().dtype(at::kBool).device(device));
+  }
+
+  bool any() const { return any_; }
+
+  // Disallowed tokens of constrained rows get -inf, so the argmax picks the best allowed one.
+  at::Tensor apply(const at::Tensor& logits) const {
+    std::vector<at::Tensor> masks;
+    for (size_t r = 0; r < grammars_.size(); ++r) masks.push_back(grammars_[r] ? grammars_[r]->mask(states_[r], device_) : free_);
+    return logits.masked_fill(at::stack(masks).logical_not(), -std::numeric_limits<float>::infinity());
+  }
+
+  void advance(const at::Tensor& next) {
+    const at::Tensor cpu = next.to(at::kCPU);
+    const int64_t* tokens = cpu.data_ptr<int64_t>();
+    for (size_t r = 0; r < grammars_.size(); ++r) {
+      if (!grammars_[r] || states_[r] < 0) continue;
+      states_[r] = grammars_[r]->advance(states_[r], tokens[r]);  // -1 only for a finished row (padding)
+    }
+  }
+
+ private:
+  std::vector<std::shared_ptr<const Grammar>> grammars_;
+  std::vector<int32_t> states_;
+  at::Device device_;
+  at::Tensor free_;
+  bool any_ = false;
+};
+
+}  // namespace
+
 TensorMap Qwen3VL::generate(const ModelInputs& prompts, const GenerateOptions& options) {
   validate(prompts);
   if (options.maxNewTokens < 1) throw Error("maxNewTokens must be at least 1");
   at::NoGradGuard noGrad;
   const at::Tensor ids = prompts.inputIds.to(at::kCPU);
   const int64_t batch = ids.size(0), promptLength = ids.size(1);
+  checkPerRow(options.rowAdapters, batch, "adapters");
+  checkPerRow(options.rowGrammars, batch, "grammars");
+  checkPerRow(options.rowControls, batch, "row controls");
   const at::Tensor mask = prompts.attentionMask.defined() ? prompts.attentionMask.to(at::kCPU).to(at::kLong) : at::ones_like(ids);
   if ((mask.select(1, promptLength - 1) == 0).any().item<bool>()) {
     throw Error("generation prompts must be left padded: a row of attention_mask ends with padding");
   }
+  const std::vector<RowLora> rowLora = options.rowAdapters.empty() ? std::vector<RowLora>() : adapters_->gather(options.rowAdapters);
+  RowConstraints constraints(options.rowGrammars, config_.text.vocabSize, device_);
+  const bool stopOnEos = !options.eosTokenIds.empty();
+  if (constraints.any() && !stopOnEos) throw Error("constrained decoding needs EOS ids (the grammar ends with one)");
+
+  auto clock = std::chrono::steady_clock::now();
   VisionOutputs vision;
   if (prompts.pixelValues.defined()) vision = vision_->forward(prompts.pixelValues, prompts.imageGridThw, false);
+  const double visionSeconds = secondsSince(clock, device_);
+  clock = std::chrono::steady_clock::now();
   const RopeIndex rope = ropeIndex(ids, mask, prompts.imageGridThw.defined() ? prompts.imageGridThw.to(at::kCPU) : at::Tensor(), config_);
 
   at::Tensor visualIndex;
   at::Tensor hidden = embedWithImages(ids, vision, &visualIndex);
   AttentionContext context = attentionContext(rope.positionIds, mask);
+  context.rowLora = rowLora.empty() ? nullptr : &rowLora;
   KVCache cache = text_->newCache(batch, promptLength + options.maxNewTokens);
   hidden = runLayers(hidden, context, visualIndex, vision.deepstack, &cache);
   cache.length = promptLength;
   at::Tensor lastLogits = text_->logits(text_->norm(hidden.select(1, promptLength - 1))).to(at::kFloat);
+  const double prefillSeconds = secondsSince(clock, device_);
+  clock = std::chrono::steady_clock::now();
 
   const bool padded = (mask == 0).any().item<bool>();
   at::Tensor keyValid = mask.to(device_).to(at::kBool);
-  const at::Tensor eos = at::tensor(options.eosTokenIds.empty() ? std::vector<int64_t>{-1} : options.eosTokenIds, at::kLong).to(device_);
+  const at::Tensor eos = at::tensor(stopOnEos ? options.eosTokenIds : std::vector<int64_t>{-1}, at::kLong).to(device_);
   at::Tensor finished = at::zeros({batch}, at::TensorOptions().dtype(at::kBool).device(device_));
+  std::vector<uint8_t> aborted(batch, 0);
   const at::Tensor nextBase = rope.maxPosition.to(device_) + 1;  // new token s gets max prompt position + 1 + s
   // Finished rows are padded with the pad id (transformers falls back to the first EOS id when none is set).
   const int64_t padId = config_.padTokenId >= 0 ? config_.padTokenId : (options.eosTokenIds.empty() ? 0 : options.eosTokenIds.front());
   std::vector<at::Tensor> tokens, stepLogits, fedPositions;
   for (int64_t step = 0; step < options.maxNewTokens; ++step) {
-    if (options.returnStepLogits) stepLogits.push_back(lastLogits);
-    at::Tensor next = lastLogits.argmax(-1);  // ties go to the lowest index
-    if (!options.eosTokenIds.empty()) {
-      next = at::where(finished, at::full_like(next, padId), next);
-      finished = finished | at::isin(next, eos);
+    checkCancelled();
+    // A row whose request was aborted stops here: it is finished and padded from this step on.
+    bool newlyAborted = false;
+    for (size_t r = 0; r < options.rowControls.size(); ++r) {
+      if (!aborted[r] && options.rowControls[r] && options.rowControls[r]->cancelled) aborted[r] = 1, newlyAborted = true;
     }
+    if (newlyAborted) finished = finished | at::tensor(aborted, at::kByte).to(at::kBool).to(device_);
+    if (options.returnStepLogits) stepLogits.push_back(lastLogits);
+    if (constraints.any()) lastLogits = constraints.apply(lastLogits);
+    at::Tensor next = lastLogits.argmax(-1);  // ties go to the lowest index
+    next = at::where(finished, at::full_like(next, padId), next);
+    finished = finished | at::isin(next, eos);
+    if (constraints.any()) constraints.advance(next);
     tokens.push_back(next);
-    if (step == options.maxNewTokens - 1 || (!options.eosTokenIds.empty() && finished.all().item<bool>())) break;
+    if (step == options.maxNewTokens - 1 || finished.all().item<bool>()) break;
     const at::Tensor position = (nextBase + step).view({1, batch, 1}).expand({3, batch, 1}).contiguous();
     fedPositions.push_back(position);
     AttentionContext stepContext;
     auto [cos, sin] = textRotary(position, invFreq_, config_.text.mropeSection);
     stepContext.cos = cos.to(dtype_);
     stepContext.sin = sin.to(dtype_);
+    stepContext.rowLora = context.rowLora;
     keyValid = at::cat({keyValid, at::ones({batch, 1}, keyValid.options())}, 1);
     if (padded) stepContext.mask = additiveMask(keyValid, 1, dtype_);
     // Decode steps have no visual positions: no DeepStack.
@@ -255,12 +343,15 @@ TensorMap Qwen3VL::generate(const ModelInputs& prompts, const GenerateOptions& o
     cache.length += 1;
     lastLogits = text_->logits(text_->norm(stepHidden.select(1, 0))).to(at::kFloat);
   }
+  const double decodeSeconds = secondsSince(clock, device_);
   TensorMap out;
   out["generate.tokens"] = at::stack(tokens, 1).to(at::kCPU);
   if (options.returnStepLogits) out["generate.step_logits"] = at::stack(stepLogits, 1);
   out["generate.fed_position_ids"] = fedPositions.empty() ? at::zeros({3, batch, 0}, at::kLong) : at::cat(fedPositions, 2).to(at::kCPU);
   out["generate.rope_deltas"] = rope.ropeDeltasPadded;
   out["generate.rope_deltas_unpadded"] = rope.ropeDeltas;
+  out["generate.aborted"] = at::tensor(aborted, at::kByte).to(at::kBool);
+  out["generate.timing"] = at::tensor(std::vector<double>{visionSeconds, prefillSeconds, decodeSeconds}, at::kDouble);
   return out;
 }
 

@@ -10,8 +10,11 @@
 #include <string>
 #include <vector>
 
+#include "adapters.h"
 #include "checkpoint.h"
 #include "config.h"
+#include "control.h"
+#include "grammar.h"
 #include "text.h"
 #include "vision.h"
 
@@ -36,6 +39,11 @@ struct GenerateOptions {
   int64_t maxNewTokens = 512;
   std::vector<int64_t> eosTokenIds;  // empty: never stop early
   bool returnStepLogits = false;
+  // Per row, each empty or one entry per row: the row's registered adapter ("" = the base model), its grammar
+  // (null = unconstrained), and a control whose abort stops that row alone.
+  std::vector<std::string> rowAdapters;
+  std::vector<std::shared_ptr<const Grammar>> rowGrammars;
+  std::vector<std::shared_ptr<CallControl>> rowControls;
 };
 
 using TensorMap = std::map<std::string, at::Tensor>;
@@ -50,13 +58,15 @@ class Qwen3VL {
   // Runs the model on a batch and returns the requested outputs by name (see forwardOutputNames()).
   TensorMap forward(const ModelInputs& inputs, const std::set<std::string>& outputs);
   // Greedy decoding of left-padded prompts: generate.tokens, generate.step_logits (if asked),
-  // generate.fed_position_ids, generate.rope_deltas, generate.rope_deltas_unpadded.
+  // generate.fed_position_ids, generate.rope_deltas, generate.rope_deltas_unpadded, generate.aborted (bool per
+  // row) and generate.timing (f64 seconds: vision, prefill, decode; device-synchronized).
   TensorMap generate(const ModelInputs& prompts, const GenerateOptions& options);
 
   const ModelConfig& config() const { return config_; }
   const Weights& weights() const { return weights_; }
   Weights& mutableWeights() { return weights_; }
   TextDecoder& text() { return *text_; }
+  AdapterRegistry& adapters() { return *adapters_; }
   const VisionTower& vision() const { return *vision_; }
   at::Device device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
@@ -83,6 +93,7 @@ class Qwen3VL {
   at::Tensor invFreq_;
   std::unique_ptr<VisionTower> vision_;
   std::unique_ptr<TextDecoder> text_;
+  std::unique_ptr<AdapterRegistry> adapters_;
 };
 
 // transformers' ForCausalLMLoss: fp32 logits, labels shifted left, -100 ignored, mean over all targets.

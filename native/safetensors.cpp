@@ -12,6 +12,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "control.h"
 #include "error.h"
 #include "storage.h"
 
@@ -281,16 +282,20 @@ void writeSafetensors(const std::string& path, const std::vector<std::pair<std::
   {
     std::ofstream out(temp, std::ios::binary | std::ios::trunc);
     if (!out) throw Error(temp + ": cannot create: " + std::strerror(errno));
-    const uint64_t length = text.size();
-    out.write(reinterpret_cast<const char*>(&length), 8);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const auto& [name, tensor] : sorted) {
-      out.write(static_cast<const char*>(tensor.data_ptr()), static_cast<std::streamsize>(tensor.numel() * tensor.element_size()));
-    }
-    out.flush();
-    if (!out) {
+    try {
+      const uint64_t length = text.size();
+      out.write(reinterpret_cast<const char*>(&length), 8);
+      out.write(text.data(), static_cast<std::streamsize>(text.size()));
+      for (const auto& [name, tensor] : sorted) {
+        checkCancelled();  // an aborted save leaves no partial file
+        out.write(static_cast<const char*>(tensor.data_ptr()), static_cast<std::streamsize>(tensor.numel() * tensor.element_size()));
+      }
+      out.flush();
+      if (!out) throw Error(temp + ": write failed: " + std::strerror(errno));
+    } catch (...) {
+      out.close();
       std::filesystem::remove(temp);
-      throw Error(temp + ": write failed: " + std::strerror(errno));
+      throw;
     }
   }
   {

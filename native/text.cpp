@@ -42,11 +42,13 @@ at::Tensor TextDecoder::layer(int64_t index, const at::Tensor& hidden, const Att
   const int64_t heads = config_.heads, kvHeads = config_.kvHeads, headDim = config_.headDim;
   const double eps = config_.rmsNormEps;
 
+  // The per-row adapters of projection p of this layer (q k v o gate up down), if any.
+  auto rows = [&](int64_t p) { return context.rowLora ? &(*context.rowLora)[index * 7 + p] : nullptr; };
   const at::Tensor a = rmsNorm(hidden, L.inputNorm, eps);
   // q_norm / k_norm act per head over head_dim, before the rotary.
-  at::Tensor q = rmsNorm(L.q(a, training).view({batch, seq, heads, headDim}), L.qNorm, eps).transpose(1, 2);
-  at::Tensor k = rmsNorm(L.k(a, training).view({batch, seq, kvHeads, headDim}), L.kNorm, eps).transpose(1, 2);
-  at::Tensor v = L.v(a, training).view({batch, seq, kvHeads, headDim}).transpose(1, 2);
+  at::Tensor q = rmsNorm(L.q(a, training, rows(0)).view({batch, seq, heads, headDim}), L.qNorm, eps).transpose(1, 2);
+  at::Tensor k = rmsNorm(L.k(a, training, rows(1)).view({batch, seq, kvHeads, headDim}), L.kNorm, eps).transpose(1, 2);
+  at::Tensor v = L.v(a, training, rows(2)).view({batch, seq, kvHeads, headDim}).transpose(1, 2);
   const at::Tensor cos = context.cos.unsqueeze(1), sin = context.sin.unsqueeze(1);
   q = applyRotary(q, cos, sin);
   k = applyRotary(k, cos, sin);
@@ -67,9 +69,9 @@ at::Tensor TextDecoder::layer(int64_t index, const at::Tensor& hidden, const Att
   } else {
     attended = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/seq > 1, scale, /*enable_gqa=*/true);
   }
-  at::Tensor x = hidden + L.o(attended.transpose(1, 2).reshape({batch, seq, heads * headDim}), training);
+  at::Tensor x = hidden + L.o(attended.transpose(1, 2).reshape({batch, seq, heads * headDim}), training, rows(3));
   const at::Tensor b = rmsNorm(x, L.postNorm, eps);
-  return x + L.down(at::silu(L.gate(b, training)) * L.up(b, training), training);
+  return x + L.down(at::silu(L.gate(b, training, rows(4))) * L.up(b, training, rows(5)), training, rows(6));
 }
 
 at::Tensor TextDecoder::norm(const at::Tensor& hidden) const { return rmsNorm(hidden, finalNorm_, config_.rmsNormEps); }

@@ -16,6 +16,8 @@ namespace pigg {
 struct AttentionContext {
   at::Tensor cos, sin;   // [B, L, head_dim] in the compute dtype
   at::Tensor mask;       // additive [B, 1, L, Lk]; undefined for a plain causal forward without padding
+  // Per-row adapters of every decoder linear (layer * 7 + projection, q k v o gate up down); null for none.
+  const std::vector<RowLora>* rowLora = nullptr;
 };
 
 // Preallocated keys/values per layer, [B, kv_heads, capacity, head_dim]; keys are stored after norm and rotary.

@@ -189,6 +189,7 @@ double Trainer::forwardBackward(const ModelInputs& batch, double scale, int64_t*
     at::Tensor hidden = model_.embedWithImages(ids, vision, &visualIndex);
     for (int64_t l = 0; l < layers; ++l) {
       at::AutoGradMode record(layerTrainable_[l] || hidden.requires_grad());  // frozen leading layers record nothing
+      checkCancelled();  // an abort returns within one layer; the next step starts from clean gradients
       hidden = decoder.layer(l, hidden, context, nullptr, true);
       if (l < deepstack) hidden = addAtPositions(hidden, visualIndex, vision.deepstack[l]);
     }
@@ -209,6 +210,7 @@ double Trainer::forwardBackward(const ModelInputs& batch, double scale, int64_t*
     for (int64_t l = 0; l < layers; ++l) {
       layerInputs.push_back(hidden);
       if (replayRng) rngStates.push_back(rng.get_state());
+      checkCancelled();  // an abort returns within one layer; the next step starts from clean gradients
       hidden = decoder.layer(l, hidden, context, nullptr, true);
       if (l < deepstack) hidden = addAtPositions(hidden, visualIndex, vision.deepstack[l]);
     }
@@ -224,6 +226,7 @@ double Trainer::forwardBackward(const ModelInputs& batch, double scale, int64_t*
   for (int64_t l = layers - 1; l >= lowest; --l) {
     const at::Tensor input = layerInputs[l].detach().requires_grad_(true);
     if (replayRng) rng.set_state(rngStates[l]);
+    checkCancelled();
     at::Tensor output = decoder.layer(l, input, context, nullptr, true);
     if (l < deepstack) output = addAtPositions(output, visualIndex, vision.deepstack[l]);
     torch::autograd::backward({output}, {grad}, /*keep_graph=*/visionTrainable);
@@ -262,7 +265,7 @@ StepReport Trainer::step(const std::vector<ModelInputs>& microBatches) {
   report.microBatches = static_cast<int64_t>(microBatches.size());
   double lossSum = 0.0;
   for (const auto& batch : microBatches) {
-    if (cancelled_) throw Error("training was cancelled");
+    checkCancelled();
     int64_t tokens = 0;
     lossSum += forwardBackward(batch, 1.0 / static_cast<double>(microBatches.size()), &tokens);
     report.tokens += tokens;

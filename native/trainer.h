@@ -7,7 +7,6 @@
 #pragma once
 #include <ATen/ATen.h>
 
-#include <atomic>
 #include <map>
 #include <memory>
 #include <set>
@@ -76,7 +75,6 @@ class Trainer {
   void saveState(const std::string& dir);
   void loadState(const std::string& dir);
 
-  void cancel() { cancelled_ = true; }
   int64_t stepsDone() const { return step_; }
   int64_t trainableParameters() const;
   std::vector<std::string> trainableNames() const;
@@ -102,7 +100,6 @@ class Trainer {
   std::vector<Parameter> parameters_;
   std::vector<bool> layerTrainable_;
   int64_t step_ = 0;
-  std::atomic<bool> cancelled_{false};
   at::Generator generator_;
 };
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "control.h"
 #include "error.h"
 #include "rope.h"
 
@@ -146,6 +147,7 @@ VisionOutputs VisionTower::forward(const at::Tensor& pixelValues, const at::Tens
   }
   const int64_t mergedWidth = config_.hidden * config_.spatialMergeSize * config_.spatialMergeSize;
   for (int64_t i = 0; i < config_.depth; ++i) {
+    checkCancelled();  // an abort returns within one block
     const Block& block = blocks_[i];
     hidden = hidden + attention(block, layerNorm(hidden, block.norm1Weight, block.norm1Bias), cos, sin, segments);
     hidden = hidden + block.fc2(at::gelu(block.fc1(layerNorm(hidden, block.norm2Weight, block.norm2Bias)), "tanh"));

@@ -61,7 +61,9 @@ export async function runFixtureCase(caseDir: string, options: FixtureRunOptions
       pick(fixture.inputs, { input_ids: 'decode_input_ids', attention_mask: 'decode_attention_mask', ...images }),
       { maxNewTokens: fixture.maxNewTokens, eosTokenIds: [], returnStepLogits: true },
     );
-    const outputs: NamedTensors = { ...forward, ...generated.tensors };
+    // The fixture layout records what transformers returns: not pigg's per-row abort flags and timings.
+    const { 'generate.aborted': _aborted, 'generate.timing': _timing, ...recorded } = generated.tensors;
+    const outputs: NamedTensors = { ...forward, ...recorded };
     if (fixture.gradParams.length > 0 && fixture.inputs.has('labels')) {
       const trainer = await model.createTrainer({ gradientCheckpointing, learningRate: 0 });
       const gradients = await trainer.gradients(

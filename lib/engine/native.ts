@@ -14,33 +14,63 @@ export interface NativeLoadOptions {
   allowTf32?: boolean;
 }
 
+/** The cancellation handle of one native call (and its progress, for loading). */
+export interface NativeControl {
+  cancel(): void;
+  progress(): number;
+}
+
+/** A compiled answer grammar held by the engine (its token masks are cached there per state). */
+export type NativeGrammar = { readonly __nativeGrammar: unique symbol };
+
+export interface NativeGrammarTables {
+  states: number;
+  start: number;
+  transitions: Int32Array;
+  accepting: Uint8Array;
+  vocabSize: number;
+  offsets: Int32Array;
+  bytes: Uint8Array;
+  special: Uint8Array;
+  eosIds: number[];
+}
+
 export interface NativeGenerateOptions {
   maxNewTokens?: number;
   eosTokenIds?: number[];
   returnStepLogits?: boolean;
+  adapters?: Array<string | null>;
+  grammars?: Array<NativeGrammar | null>;
+  rowControls?: Array<NativeControl | null>;
 }
 
 export interface NativeTrainer {
-  step(batches: NamedTensors[]): Promise<string>;
+  step(batches: NamedTensors[], control?: NativeControl): Promise<string>;
   gradients(batch: NamedTensors, names: string[]): Promise<NamedTensors>;
-  save(dir: string, mergeAdapter: boolean): Promise<void>;
-  saveState(dir: string): Promise<void>;
+  save(dir: string, mergeAdapter: boolean, control?: NativeControl): Promise<void>;
+  saveState(dir: string, control?: NativeControl): Promise<void>;
   loadState(dir: string): Promise<void>;
   info(): Promise<string>;
-  cancel(): void;
+  dispose(): void;
 }
 
 export interface NativeModel {
   info(): Promise<string>;
   createTrainer(optionsJson: string): Promise<NativeTrainer>;
   loadAdapter(dir: string): Promise<void>;
-  forward(inputs: NamedTensors, outputs: string[]): Promise<NamedTensors>;
-  generate(inputs: NamedTensors, options: NativeGenerateOptions): Promise<NamedTensors>;
+  registerAdapter(name: string, dir: string): Promise<string>;
+  unregisterAdapter(name: string): boolean;
+  adapters(): string;
+  setAdapterBudget(bytes: number): void;
+  forward(inputs: NamedTensors, outputs: string[], control?: NativeControl): Promise<NamedTensors>;
+  generate(inputs: NamedTensors, options: NativeGenerateOptions, control?: NativeControl): Promise<NamedTensors>;
   dispose(): void;
 }
 
 export interface NativeAddon {
-  load(dir: string, options: NativeLoadOptions): Promise<NativeModel>;
+  load(dir: string, options: NativeLoadOptions, control?: NativeControl): Promise<NativeModel>;
+  createControl(): NativeControl;
+  createGrammar(tables: NativeGrammarTables): NativeGrammar;
   inspect(dir: string): Promise<string>;
   readTensors(path: string): Promise<NamedTensors>;
   writeTensors(path: string, tensors: NamedTensors): Promise<void>;

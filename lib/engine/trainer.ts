@@ -1,6 +1,7 @@
 // Trainer: fine-tuning with the Hugging Face Trainer's semantics, run by the native engine. One step() is one
 // optimizer step over its micro-batches (each loss divided by their count, as transformers' gradient
 // accumulation does for Qwen3-VL).
+import { withSignal } from './control.js';
 import type { NamedTensors, NativeTrainer } from './native.js';
 
 export interface TrainerOptions {
@@ -63,44 +64,58 @@ export interface TrainerInfo {
 }
 
 export class Trainer {
-  constructor(private readonly handle: NativeTrainer, private readonly onStep?: (report: StepReport) => void) {}
+  constructor(private handle: NativeTrainer | null, private readonly onStep?: (report: StepReport) => void) {}
 
-  /** One optimizer step over a micro-batch or a list of them. An aborted signal cancels the trainer for good. */
+  /**
+   * One optimizer step over a micro-batch or a list of them. An aborted signal stops it within one layer, applies
+   * no update and leaves the trainer usable; the step rejects with the signal's reason.
+   */
   async step(batch: NamedTensors | NamedTensors[], options: { signal?: AbortSignal } = {}): Promise<StepReport> {
-    const { signal } = options;
-    signal?.throwIfAborted();
-    const cancel = () => this.handle.cancel();
-    signal?.addEventListener('abort', cancel, { once: true });
-    try {
-      const report = JSON.parse(await this.handle.step(Array.isArray(batch) ? batch : [batch])) as StepReport;
-      this.onStep?.(report);
-      return report;
-    } finally {
-      signal?.removeEventListener('abort', cancel);
-    }
+    const handle = this.live();
+    const text = await withSignal(options.signal, (control) => handle.step(Array.isArray(batch) ? batch : [batch], control));
+    const report = JSON.parse(text) as StepReport;
+    this.onStep?.(report);
+    return report;
   }
 
   /** Gradients of the named parameters for one batch, without an update (checks against references). */
   gradients(batch: NamedTensors, names: string[]): Promise<NamedTensors> {
-    return this.handle.gradients(batch, names);
+    return this.live().gradients(batch, names);
   }
 
   /** A folder transformers can load, or with LoRA a PEFT adapter folder (mergeAdapter: a merged checkpoint). */
-  save(dir: string, options: { mergeAdapter?: boolean } = {}): Promise<void> {
-    return this.handle.save(dir, options.mergeAdapter ?? false);
+  save(dir: string, options: { mergeAdapter?: boolean; signal?: AbortSignal } = {}): Promise<void> {
+    const handle = this.live();
+    return withSignal(options.signal, (control) => handle.save(dir, options.mergeAdapter ?? false, control));
   }
 
   /** Weights or adapter, optimizer moments, master weights, step and RNG: everything to resume. */
-  saveState(dir: string): Promise<void> {
-    return this.handle.saveState(dir);
+  saveState(dir: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    const handle = this.live();
+    return withSignal(options.signal, (control) => handle.saveState(dir, control));
   }
 
   /** Resumes from saveState's folder (the trainer must have the same setup). */
   loadState(dir: string): Promise<void> {
-    return this.handle.loadState(dir);
+    return this.live().loadState(dir);
   }
 
   async info(): Promise<TrainerInfo> {
-    return JSON.parse(await this.handle.info()) as TrainerInfo;
+    return JSON.parse(await this.live().info()) as TrainerInfo;
+  }
+
+  /** Releases the trainer (its moments and master weights); the model stays. */
+  dispose(): void {
+    this.handle?.dispose();
+    this.handle = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  private live(): NativeTrainer {
+    if (!this.handle) throw new Error('the trainer was disposed');
+    return this.handle;
   }
 }

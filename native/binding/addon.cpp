@@ -130,6 +130,9 @@ class PromiseWorker : public Napi::AsyncWorker {
   void Execute() override {
     try {
       result_ = work_();
+    } catch (const pigg::Cancelled& error) {
+      aborted_ = true;
+      SetError(error.what());
     } catch (const std::exception& error) {
       SetError(error.what());
     } catch (...) {
@@ -144,7 +147,10 @@ class PromiseWorker : public Napi::AsyncWorker {
       deferred_.Reject(error.Value());
     }
   }
-  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+  void OnError(const Napi::Error& error) override {
+    if (aborted_) error.Set("name", Napi::String::New(Env(), "AbortError"));
+    deferred_.Reject(error.Value());
+  }
 
  private:
   Napi::Promise::Deferred deferred_;
@@ -152,6 +158,7 @@ class PromiseWorker : public Napi::AsyncWorker {
   std::function<Napi::Value(Napi::Env, Result&)> convert_;
   std::vector<std::shared_ptr<Napi::ObjectReference>> keepAlive_;
   Result result_{};
+  bool aborted_ = false;
 };
 
 template <typename Result>
@@ -194,14 +201,77 @@ std::vector<std::string> stringList(Napi::Env env, const Napi::Value& value, con
 
 Napi::Value undefinedResult(Napi::Env env, bool&) { return env.Undefined(); }
 
+bool isNone(const Napi::Value& value) { return value.IsUndefined() || value.IsNull(); }
+
+// Calls `each` for every entry of the array option `key` (absent: never).
+void forEachRow(Napi::Env env, const Napi::Object& options, const char* key, const std::function<void(const Napi::Value&)>& each) {
+  if (!hasOption(options, key)) return;
+  if (!options.Get(key).IsArray()) throw Napi::TypeError::New(env, std::string("option '") + key + "' must be an array with one entry per row");
+  Napi::Array rows = options.Get(key).As<Napi::Array>();
+  for (uint32_t i = 0; i < rows.Length(); ++i) each(rows.Get(i));
+}
+
+// The cancellation handle of one call: JS aborts it from an AbortSignal's listener while the worker runs.
+class NativeControl : public Napi::ObjectWrap<NativeControl> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "NativeControl", {InstanceMethod("cancel", &NativeControl::Cancel), InstanceMethod("progress", &NativeControl::Progress)});
+  }
+  NativeControl(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeControl>(info), control_(std::make_shared<pigg::api::CallControl>()) {}
+  const std::shared_ptr<pigg::api::CallControl>& control() const { return control_; }
+
+  static Napi::FunctionReference constructor;
+
+ private:
+  Napi::Value Cancel(const Napi::CallbackInfo& info) {
+    control_->cancel();
+    return info.Env().Undefined();
+  }
+  Napi::Value Progress(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), control_->progress.load()); }
+  std::shared_ptr<pigg::api::CallControl> control_;
+};
+
+Napi::FunctionReference NativeControl::constructor;
+
+// A compiled grammar held by JS; generate rows name it.
+class NativeGrammar : public Napi::ObjectWrap<NativeGrammar> {
+ public:
+  static Napi::Function Init(Napi::Env env) { return DefineClass(env, "NativeGrammar", {}); }
+  NativeGrammar(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeGrammar>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "NativeGrammar is created by createGrammar()");
+    grammar_ = *info[0].As<Napi::External<std::shared_ptr<const pigg::api::Grammar>>>().Data();
+  }
+  const std::shared_ptr<const pigg::api::Grammar>& grammar() const { return grammar_; }
+  static Napi::FunctionReference constructor;
+
+ private:
+  std::shared_ptr<const pigg::api::Grammar> grammar_;
+};
+
+Napi::FunctionReference NativeGrammar::constructor;
+
+// The wrapped object of class T in `value`, or a TypeError naming `what`.
+template <typename T>
+T* unwrapAs(Napi::Env env, const Napi::Value& value, const char* what) {
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(T::constructor.Value())) {
+    throw Napi::TypeError::New(env, std::string(what) + " must be a value made by pigg's engine");
+  }
+  return T::Unwrap(value.As<Napi::Object>());
+}
+
+// The control passed as argument `index` (undefined / null: none).
+std::shared_ptr<pigg::api::CallControl> controlArg(const Napi::CallbackInfo& info, size_t index) {
+  if (info.Length() <= index || info[index].IsUndefined() || info[index].IsNull()) return nullptr;
+  return unwrapAs<NativeControl>(info.Env(), info[index], "control")->control();
+}
+
 class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
  public:
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "NativeTrainer",
                        {InstanceMethod("step", &NativeTrainer::Step), InstanceMethod("gradients", &NativeTrainer::Gradients),
                         InstanceMethod("save", &NativeTrainer::Save), InstanceMethod("saveState", &NativeTrainer::SaveState),
-                        InstanceMethod("loadState", &NativeTrainer::LoadState), InstanceMethod("info", &NativeTrainer::Info),
-                        InstanceMethod("cancel", &NativeTrainer::Cancel)});
+                        InstanceMethod("loadState", &NativeTrainer::LoadState), InstanceMethod("info", &NativeTrainer::Info), InstanceMethod("dispose", &NativeTrainer::Dispose)});
   }
 
   NativeTrainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTrainer>(info) {
@@ -223,8 +293,9 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       batches.push_back(inputs.tensors);
       references.insert(references.end(), inputs.references.begin(), inputs.references.end());
     }
-    auto trainer = trainer_;
-    return schedule<std::string>(env, [trainer, batches] { return pigg::api::trainerStep(*trainer, batches); }, jsonText, references);
+    auto trainer = live(info.Env());
+    auto control = controlArg(info, 1);
+    return schedule<std::string>(env, [trainer, batches, control] { return pigg::api::trainerStep(*trainer, batches, control.get()); }, jsonText, references);
   }
 
   Napi::Value Gradients(const Napi::CallbackInfo& info) {
@@ -232,7 +303,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     BorrowedInputs inputs = borrowTensors(env, info[0]);
     std::vector<std::string> names = stringList(env, info[1], "parameter names");
     NamedTensors tensors = inputs.tensors;
-    auto trainer = trainer_;
+    auto trainer = live(info.Env());
     return schedule<NamedTensors>(
         env, [trainer, tensors, names] { return pigg::api::trainerGradients(*trainer, tensors, names); }, tensorsToJs, inputs.references);
   }
@@ -240,30 +311,37 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
   Napi::Value Save(const Napi::CallbackInfo& info) {
     const std::string dir = stringArg(info, 0, "directory");
     const bool merge = info.Length() > 1 && info[1].ToBoolean();
-    auto trainer = trainer_;
-    return schedule<bool>(info.Env(), [trainer, dir, merge] { pigg::api::trainerSave(*trainer, dir, merge); return true; }, undefinedResult);
+    auto trainer = live(info.Env());
+    auto control = controlArg(info, 2);
+    return schedule<bool>(info.Env(), [trainer, dir, merge, control] { pigg::api::trainerSave(*trainer, dir, merge, control.get()); return true; }, undefinedResult);
   }
 
   Napi::Value SaveState(const Napi::CallbackInfo& info) {
     const std::string dir = stringArg(info, 0, "directory");
-    auto trainer = trainer_;
-    return schedule<bool>(info.Env(), [trainer, dir] { pigg::api::trainerSaveState(*trainer, dir); return true; }, undefinedResult);
+    auto trainer = live(info.Env());
+    auto control = controlArg(info, 1);
+    return schedule<bool>(info.Env(), [trainer, dir, control] { pigg::api::trainerSaveState(*trainer, dir, control.get()); return true; }, undefinedResult);
   }
 
   Napi::Value LoadState(const Napi::CallbackInfo& info) {
     const std::string dir = stringArg(info, 0, "directory");
-    auto trainer = trainer_;
+    auto trainer = live(info.Env());
     return schedule<bool>(info.Env(), [trainer, dir] { pigg::api::trainerLoadState(*trainer, dir); return true; }, undefinedResult);
   }
 
   Napi::Value Info(const Napi::CallbackInfo& info) {
-    auto trainer = trainer_;
+    auto trainer = live(info.Env());
     return schedule<std::string>(info.Env(), [trainer] { return pigg::api::trainerInfo(*trainer); }, jsonText);
   }
 
-  Napi::Value Cancel(const Napi::CallbackInfo& info) {
-    pigg::api::trainerCancel(*trainer_);
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    trainer_.reset();  // running calls hold their own reference and finish first
     return info.Env().Undefined();
+  }
+
+  std::shared_ptr<pigg::api::Trainer> live(Napi::Env env) {
+    if (!trainer_) throw Napi::Error::New(env, "the trainer was disposed");
+    return trainer_;
   }
 
   std::shared_ptr<pigg::api::Trainer> trainer_;
@@ -277,8 +355,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     return DefineClass(env, "NativeModel",
                        {InstanceMethod("info", &NativeModel::Info), InstanceMethod("forward", &NativeModel::Forward),
                         InstanceMethod("generate", &NativeModel::Generate), InstanceMethod("createTrainer", &NativeModel::CreateTrainer),
-                        InstanceMethod("loadAdapter", &NativeModel::LoadAdapter),
-                        InstanceMethod("dispose", &NativeModel::Dispose)});
+                        InstanceMethod("loadAdapter", &NativeModel::LoadAdapter), InstanceMethod("registerAdapter", &NativeModel::RegisterAdapter),
+                        InstanceMethod("unregisterAdapter", &NativeModel::UnregisterAdapter), InstanceMethod("adapters", &NativeModel::Adapters),
+                        InstanceMethod("setAdapterBudget", &NativeModel::SetAdapterBudget), InstanceMethod("dispose", &NativeModel::Dispose)});
   }
 
   NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
@@ -305,8 +384,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     BorrowedInputs inputs = borrowTensors(env, info[0]);
     std::vector<std::string> outputs = stringList(env, info[1], "outputs");
     NamedTensors tensors = inputs.tensors;
+    auto control = controlArg(info, 2);
     return schedule<NamedTensors>(
-        env, [model, tensors, outputs] { return pigg::api::forward(*model, tensors, outputs); }, tensorsToJs, inputs.references);
+        env, [model, tensors, outputs, control] { return pigg::api::forward(*model, tensors, outputs, control.get()); }, tensorsToJs, inputs.references);
   }
 
   Napi::Value Generate(const Napi::CallbackInfo& info) {
@@ -324,10 +404,37 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         options.useConfigEos = false;
       }
       if (hasOption(opts, "returnStepLogits")) options.returnStepLogits = opts.Get("returnStepLogits").ToBoolean();
+      // Per-row lists: null / undefined entries mean none for that row.
+      forEachRow(env, opts, "adapters", [&](const Napi::Value& v) { options.rowAdapters.push_back(v.IsString() ? v.As<Napi::String>().Utf8Value() : ""); });
+      forEachRow(env, opts, "grammars", [&](const Napi::Value& v) {
+        options.rowGrammars.push_back(isNone(v) ? nullptr : unwrapAs<NativeGrammar>(env, v, "a grammar")->grammar());
+      });
+      forEachRow(env, opts, "rowControls", [&](const Napi::Value& v) {
+        options.rowControls.push_back(isNone(v) ? nullptr : unwrapAs<NativeControl>(env, v, "a row control")->control());
+      });
     }
     NamedTensors tensors = inputs.tensors;
+    auto control = controlArg(info, 2);
     return schedule<NamedTensors>(
-        env, [model, tensors, options] { return pigg::api::generate(*model, tensors, options); }, tensorsToJs, inputs.references);
+        env, [model, tensors, options, control] { return pigg::api::generate(*model, tensors, options, control.get()); }, tensorsToJs, inputs.references);
+  }
+
+  Napi::Value RegisterAdapter(const Napi::CallbackInfo& info) {
+    auto model = live(info.Env());
+    const std::string name = stringArg(info, 0, "adapter name"), dir = stringArg(info, 1, "adapter directory");
+    return schedule<std::string>(info.Env(), [model, name, dir] { return pigg::api::registerAdapter(*model, name, dir); }, jsonText);
+  }
+
+  Napi::Value UnregisterAdapter(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), pigg::api::unregisterAdapter(*live(info.Env()), stringArg(info, 0, "adapter name")));
+  }
+
+  Napi::Value Adapters(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), pigg::api::listAdapters(*live(info.Env()))); }
+
+  Napi::Value SetAdapterBudget(const Napi::CallbackInfo& info) {
+    if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "the adapter budget must be a number of bytes");
+    pigg::api::setAdapterBudget(*live(info.Env()), info[0].As<Napi::Number>().Int64Value());
+    return info.Env().Undefined();
   }
 
   Napi::Value LoadAdapter(const Napi::CallbackInfo& info) {
@@ -368,8 +475,9 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
     if (hasOption(opts, "threads")) options.threads = static_cast<int>(numberOption(env, opts, "threads"));
     if (hasOption(opts, "allowTf32")) options.allowTf32 = opts.Get("allowTf32").ToBoolean();
   }
+  auto control = controlArg(info, 2);
   return schedule<std::shared_ptr<pigg::api::Model>>(
-      env, [dir, options] { return pigg::api::loadModel(dir, options); },
+      env, [dir, options, control] { return pigg::api::loadModel(dir, options, control.get()); },
       [](Napi::Env env, std::shared_ptr<pigg::api::Model>& model) -> Napi::Value {
         auto external = Napi::External<std::shared_ptr<pigg::api::Model>>::New(env, &model);
         return NativeModel::constructor.New({external});
@@ -411,6 +519,43 @@ Napi::Value InitRandom(const Napi::CallbackInfo& info) {
                         undefinedResult);
 }
 
+template <typename T, typename Array>
+std::vector<T> arrayField(Napi::Env env, const Napi::Object& object, const char* key, napi_typedarray_type type) {
+  const Napi::Value value = object.Get(key);
+  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != type) {
+    throw Napi::TypeError::New(env, std::string("grammar field '") + key + "' has the wrong array type");
+  }
+  Array array = value.As<Array>();
+  return std::vector<T>(array.Data(), array.Data() + array.ElementLength());
+}
+
+Napi::Value CreateGrammar(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "createGrammar() takes the grammar's tables");
+  Napi::Object t = info[0].As<Napi::Object>();
+  pigg::api::GrammarTables tables;
+  tables.states = static_cast<int32_t>(t.Get("states").ToNumber().Int32Value());
+  tables.start = static_cast<int32_t>(t.Get("start").ToNumber().Int32Value());
+  tables.vocabSize = t.Get("vocabSize").ToNumber().Int64Value();
+  tables.transitions = arrayField<int32_t, Napi::Int32Array>(env, t, "transitions", napi_int32_array);
+  tables.accepting = arrayField<uint8_t, Napi::Uint8Array>(env, t, "accepting", napi_uint8_array);
+  tables.tokenOffsets = arrayField<int32_t, Napi::Int32Array>(env, t, "offsets", napi_int32_array);
+  tables.tokenBytes = arrayField<uint8_t, Napi::Uint8Array>(env, t, "bytes", napi_uint8_array);
+  tables.special = arrayField<uint8_t, Napi::Uint8Array>(env, t, "special", napi_uint8_array);
+  if (!t.Get("eosIds").IsArray()) throw Napi::TypeError::New(env, "grammar field 'eosIds' must be an array of token ids");
+  Napi::Array eos = t.Get("eosIds").As<Napi::Array>();
+  for (uint32_t i = 0; i < eos.Length(); ++i) tables.eosIds.push_back(eos.Get(i).ToNumber().Int64Value());
+  std::shared_ptr<const pigg::api::Grammar> grammar;
+  try {
+    grammar = pigg::api::createGrammar(std::move(tables));
+  } catch (const std::exception& error) {
+    throw Napi::Error::New(env, error.what());
+  }
+  return NativeGrammar::constructor.New({Napi::External<std::shared_ptr<const pigg::api::Grammar>>::New(env, &grammar)});
+}
+
+Napi::Value CreateControl(const Napi::CallbackInfo& info) { return NativeControl::constructor.New({}); }
+
 Napi::Value Versions(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), pigg::api::versions()); }
 
 Napi::Value DeviceMemory(const Napi::CallbackInfo& info) {
@@ -425,6 +570,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function trainerClass = NativeTrainer::Init(env);
   NativeTrainer::constructor = Napi::Persistent(trainerClass);
   NativeTrainer::constructor.SuppressDestruct();
+  NativeControl::constructor = Napi::Persistent(NativeControl::Init(env));
+  NativeControl::constructor.SuppressDestruct();
+  NativeGrammar::constructor = Napi::Persistent(NativeGrammar::Init(env));
+  NativeGrammar::constructor.SuppressDestruct();
+  exports.Set("createControl", Napi::Function::New(env, CreateControl));
+  exports.Set("createGrammar", Napi::Function::New(env, CreateGrammar));
   exports.Set("initRandom", Napi::Function::New(env, InitRandom));
   exports.Set("load", Napi::Function::New(env, Load));
   exports.Set("inspect", Napi::Function::New(env, Inspect));

@@ -1,0 +1,212 @@
+// The engine's serving features on the tiny fixture models (CPU, fp32): named adapters beside the base weights
+// with per-row selection in one generate batch (against the single-adapter path), aborting calls and rows
+// (the model stays usable), load progress, and the per-call timing and abort flags.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Qwen3VL, type GenerateOptions, type NamedTensors } from '../lib/engine/model.js';
+import { readSafetensors } from '../lib/safetensors.js';
+
+const FIXTURE = fileURLToPath(new URL('./fixtures/qwen3vl-tiny/', import.meta.url));
+const UNTIED = join(FIXTURE, 'models', 'tiny-untied');
+const INPUT_NAMES = ['input_ids', 'attention_mask', 'labels', 'pixel_values', 'image_grid_thw'];
+
+function caseInputs(name: string): Map<string, NamedTensors[string]> {
+  return readSafetensors(join(FIXTURE, 'cases', name, 'inputs.safetensors'));
+}
+
+function trainBatch(name: string): NamedTensors {
+  const inputs = caseInputs(name);
+  return Object.fromEntries(INPUT_NAMES.filter((n) => inputs.has(n)).map((n) => [n, inputs.get(n)!]));
+}
+
+/** A case's left-padded generation prompts (and its images). */
+function prompts(name: string): NamedTensors {
+  const inputs = caseInputs(name);
+  const out: NamedTensors = { input_ids: inputs.get('decode_input_ids')!, attention_mask: inputs.get('decode_attention_mask')! };
+  for (const image of ['pixel_values', 'image_grid_thw']) if (inputs.has(image)) out[image] = inputs.get(image)!;
+  return out;
+}
+
+let root: string;
+let adapterX: string;
+let adapterY: string;
+
+async function withModel<T>(fn: (model: Qwen3VL) => Promise<T>): Promise<T> {
+  const model = await Qwen3VL.load(UNTIED, { dtype: 'fp32' });
+  try {
+    return await fn(model);
+  } finally {
+    model.dispose();
+  }
+}
+
+/** Trains a LoRA adapter for a few steps (so it changes the answers) and saves it in PEFT layout. */
+async function trainAdapter(dir: string, rank: number, learningRate: number, order: string[]): Promise<void> {
+  await withModel(async (model) => {
+    const trainer = await model.createTrainer({ learningRate, totalSteps: 6, lora: { rank, alpha: 2 * rank, dropout: 0 }, seed: rank });
+    for (const name of [...order, ...order, ...order]) await trainer.step(trainBatch(name));
+    await trainer.save(dir);
+    trainer.dispose();
+  });
+}
+
+beforeAll(async () => {
+  root = mkdtempSync(join(tmpdir(), 'pigg-serving-'));
+  adapterX = join(root, 'x');
+  adapterY = join(root, 'y');
+  await trainAdapter(adapterX, 4, 3e-2, ['a_single_image', 'c_text_only']);
+  await trainAdapter(adapterY, 2, 5e-2, ['c_text_only', 'a_single_image']);
+});
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const GREEDY: GenerateOptions = { maxNewTokens: 8, eosTokenIds: [], returnStepLogits: true };
+
+function stepLogits(result: Awaited<ReturnType<Qwen3VL['generate']>>, row: number): Float32Array {
+  const t = result.tensors['generate.step_logits'];
+  const size = t.shape[1] * t.shape[2];
+  return (t.data as Float32Array).subarray(row * size, (row + 1) * size);
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+  return worst;
+}
+
+describe('adapters beside the base weights, chosen per row', () => {
+  it('a batch mixing adapters (and none) equals each adapter attached alone, row by row', async () => {
+    const batch = prompts('c_text_only');
+    // The single-adapter path: a model with the adapter attached into its layers.
+    const single = async (dir: string | null) =>
+      withModel(async (model) => {
+        if (dir) await model.loadAdapter(dir);
+        return model.generate(batch, GREEDY);
+      });
+    const reference = { x: await single(adapterX), y: await single(adapterY), none: await single(null) };
+    // The adapters do change the answers (otherwise the comparison below proves nothing).
+    expect(maxAbsDiff(stepLogits(reference.x, 0), stepLogits(reference.none, 0))).toBeGreaterThan(1e-2);
+    expect(maxAbsDiff(stepLogits(reference.y, 0), stepLogits(reference.x, 0))).toBeGreaterThan(1e-2);
+
+    await withModel(async (model) => {
+      const x = await model.registerAdapter('x', adapterX);
+      await model.registerAdapter('y', adapterY);
+      expect(x).toMatchObject({ name: 'x', path: adapterX, rank: 4, alpha: 8, onDevice: true, lastUsed: 0 });
+      // fp32 bytes of A [4, in] and B [out, 4] over the 4 layers x 7 projections of the tiny model.
+      expect(x.bytes).toBeGreaterThan(0);
+      expect(model.adapters().map((a) => [a.name, a.rank])).toEqual([['x', 4], ['y', 2]]);
+      for (const rows of [['x', 'y'], ['y', 'x'], ['x', null], [null, 'y'], [null, null]] as const) {
+        const mixed = await model.generate(batch, { ...GREEDY, adapters: [...rows] });
+        rows.forEach((name, row) => {
+          const ref = reference[name ?? 'none'];
+          expect(mixed.tokens[row], `${rows} row ${row}`).toEqual(ref.tokens[row]);
+          expect(maxAbsDiff(stepLogits(mixed, row), stepLogits(ref, row)), `${rows} row ${row}`).toBeLessThan(1e-4);
+        });
+      }
+      expect(model.adapters().every((a) => a.lastUsed > 0)).toBe(true);
+      // A batch with images too.
+      const image = prompts('a_single_image');
+      const withImage = await model.generate(image, { ...GREEDY, adapters: ['y'] });
+      const imageReference = await withModel(async (m) => {
+        await m.loadAdapter(adapterY);
+        return m.generate(image, GREEDY);
+      });
+      expect(withImage.tokens).toEqual(imageReference.tokens);
+      expect(maxAbsDiff(stepLogits(withImage, 0), stepLogits(imageReference, 0))).toBeLessThan(1e-4);
+    });
+  });
+
+  it('unknown, removed and malformed adapters are clear errors; the base model is untouched', async () => {
+    await withModel(async (model) => {
+      const batch = prompts('c_text_only');
+      const base = await model.generate(batch, GREEDY);
+      await expect(model.generate(batch, { ...GREEDY, adapters: ['nobody', null] })).rejects.toThrow("unknown adapter 'nobody'");
+      await expect(model.generate(batch, { ...GREEDY, adapters: ['x'] })).rejects.toThrow('adapters must have one entry per row (2), got 1');
+      await expect(model.registerAdapter('bad', join(root, 'missing'))).rejects.toThrow(/adapter_config\.json: cannot read/);
+      await model.registerAdapter('x', adapterX);
+      expect(model.unregisterAdapter('x')).toBe(true);
+      expect(model.unregisterAdapter('x')).toBe(false);
+      await expect(model.generate(batch, { ...GREEDY, adapters: ['x', 'x'] })).rejects.toThrow("unknown adapter 'x'");
+      const again = await model.generate(batch, GREEDY);
+      expect(again.tokens).toEqual(base.tokens);
+      expect(maxAbsDiff(stepLogits(again, 1), stepLogits(base, 1))).toBe(0);
+    });
+  });
+});
+
+describe('aborting', () => {
+  // Many steps without EOS, so an abort lands mid-call whatever the machine's speed.
+  const LONG: GenerateOptions = { maxNewTokens: 60_000, eosTokenIds: [] };
+
+  it('an aborted generate rejects with AbortError and the model stays usable', async () => {
+    await withModel(async (model) => {
+      const batch = prompts('c_text_only');
+      const before = await model.generate(batch, GREEDY);
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), 50);
+      await expect(model.generate(batch, { ...LONG, signal: controller.signal })).rejects.toMatchObject({ name: 'AbortError' });
+      const after = await model.generate(batch, GREEDY);
+      expect(after.tokens).toEqual(before.tokens);
+      expect(maxAbsDiff(stepLogits(after, 0), stepLogits(before, 0))).toBe(0);
+      // Already aborted: rejects before any work, with the signal's own reason.
+      const reason = new Error('client went away');
+      await expect(model.generate(batch, { ...GREEDY, signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+      await expect(model.forward(batch, { signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' });
+    });
+  });
+
+  it('aborting one row stops that row alone; the others decode as without it', async () => {
+    await withModel(async (model) => {
+      const batch = prompts('c_text_only');
+      const steps = 400;
+      const reference = await model.generate(batch, { maxNewTokens: steps, eosTokenIds: [] });
+      const row = new AbortController();
+      const result = await model.generate(batch, { maxNewTokens: steps, eosTokenIds: [], rowSignals: [undefined, AbortSignal.abort()] });
+      expect(result.aborted).toEqual([false, true]);
+      expect(result.tokens[0]).toEqual(reference.tokens[0]);
+      // The aborted row is padded from the first step (pad id of the tiny config).
+      expect(new Set(result.tokens[1])).toEqual(new Set([result.tokens[1]![0]]));
+      expect(result.tokens[1]![0]).not.toBe(reference.tokens[1]![0]);
+      row.abort();
+      // Every row aborted: the call ends at once, without an error.
+      const all = await model.generate(batch, { ...LONG, rowSignals: [row.signal, AbortSignal.abort()] });
+      expect(all.aborted).toEqual([true, true]);
+      expect(all.tokens[0]!.length).toBe(1);
+    });
+  });
+
+  it('an aborted training step applies no update and the trainer goes on', async () => {
+    await withModel(async (model) => {
+      const trainer = await model.createTrainer({ learningRate: 1e-2, totalSteps: 4 });
+      await expect(trainer.step(trainBatch('a_single_image'), { signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' });
+      expect((await trainer.info()).step).toBe(0);
+      const report = await trainer.step(trainBatch('a_single_image'));
+      expect(report.step).toBe(1);
+      expect(Number.isFinite(report.loss)).toBe(true);
+      trainer.dispose();
+      await expect(trainer.info()).rejects.toThrow('the trainer was disposed');
+    });
+  });
+
+  it('loading reports progress up to 1 and can be aborted', async () => {
+    const fractions: number[] = [];
+    const model = await Qwen3VL.load(UNTIED, { dtype: 'fp32', onProgress: (f) => fractions.push(f) });
+    model.dispose();
+    expect(fractions.at(-1)).toBe(1);
+    expect([...fractions].sort((a, b) => a - b)).toEqual(fractions);
+    await expect(Qwen3VL.load(UNTIED, { signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' });
+  });
+});
+
+describe('generate reports', () => {
+  it('timing per phase and no aborted rows', async () => {
+    await withModel(async (model) => {
+      const result = await model.generate(prompts('a_single_image'), GREEDY);
+      expect(result.aborted).toEqual([false]);
+      for (const phase of ['vision', 'prefill', 'decode'] as const) expect(Number.isFinite(result.timing[phase])).toBe(true);
+    });
+  });
+});
