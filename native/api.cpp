@@ -333,6 +333,7 @@ NamedTensors generate(Model& model, const NamedTensors& inputs, const GenerateOp
   engineOptions.rowAdapters = options.rowAdapters;
   engineOptions.rowGrammars = options.rowGrammars;
   engineOptions.rowControls = options.rowControls;
+  engineOptions.onStep = options.onStep;
   return guarded([&] { return toHostMap(model.engine->generate(toModelInputs(inputs), engineOptions)); });
 }
 

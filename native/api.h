@@ -51,6 +51,7 @@ struct GenerateOptions {
   std::vector<std::string> rowAdapters;
   std::vector<std::shared_ptr<const Grammar>> rowGrammars;
   std::vector<std::shared_ptr<CallControl>> rowControls;
+  std::function<void(const std::vector<int64_t>&)> onStep;  // each step's token per row (streaming)
 };
 
 class Model;  // defined in api.cpp

@@ -328,6 +328,10 @@ TensorMap Qwen3VL::generate(const ModelInputs& prompts, const GenerateOptions& o
     finished = finished | at::isin(next, eos);
     if (constraints.any()) constraints.advance(next);
     tokens.push_back(next);
+    if (options.onStep) {
+      const at::Tensor cpu = next.to(at::kCPU);
+      options.onStep(std::vector<int64_t>(cpu.data_ptr<int64_t>(), cpu.data_ptr<int64_t>() + batch));
+    }
     if (step == options.maxNewTokens - 1 || finished.all().item<bool>()) break;
     const at::Tensor position = (nextBase + step).view({1, batch, 1}).expand({3, batch, 1}).contiguous();
     fedPositions.push_back(position);

@@ -4,6 +4,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -44,6 +45,8 @@ struct GenerateOptions {
   std::vector<std::string> rowAdapters;
   std::vector<std::shared_ptr<const Grammar>> rowGrammars;
   std::vector<std::shared_ptr<CallControl>> rowControls;
+  // Called after each step with that step's token of every row (streaming); finished rows repeat the pad id.
+  std::function<void(const std::vector<int64_t>&)> onStep;
 };
 
 using TensorMap = std::map<std::string, at::Tensor>;

@@ -201,6 +201,19 @@ describe('aborting', () => {
   });
 });
 
+describe('streaming', () => {
+  it('onStep sees every step of every row, in order, matching the final tokens', async () => {
+    await withModel(async (model) => {
+      const steps: number[][] = [];
+      const result = await model.generate(prompts('c_text_only'), { ...GREEDY, onStep: (tokens) => steps.push(tokens) });
+      // The last calls may land after the promise: give the event loop a few turns.
+      for (let i = 0; i < 20 && steps.length < result.tokens[0]!.length; i++) await new Promise((resolve) => setImmediate(resolve));
+      expect(steps.length).toBe(8);
+      expect([0, 1].map((row) => steps.map((step) => step[row]))).toEqual(result.tokens);
+    });
+  });
+});
+
 describe('generate reports', () => {
   it('timing per phase and no aborted rows', async () => {
     await withModel(async (model) => {

@@ -111,6 +111,11 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** Per row: aborting one stops that row alone (flagged in `aborted`). */
   rowSignals?: Array<AbortSignal | undefined>;
+  /**
+   * Streaming: called with each step's token of every row while decoding (finished rows repeat the pad id).
+   * Calls can arrive after the promise settles; the result's tokens are the complete answer.
+   */
+  onStep?: (tokens: number[]) => void;
 }
 
 export interface GenerateResult {

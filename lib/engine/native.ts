@@ -42,6 +42,7 @@ export interface NativeGenerateOptions {
   adapters?: Array<string | null>;
   grammars?: Array<NativeGrammar | null>;
   rowControls?: Array<NativeControl | null>;
+  onStep?: (tokens: number[]) => void;
 }
 
 export interface NativeTrainer {

@@ -413,10 +413,37 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         options.rowControls.push_back(isNone(v) ? nullptr : unwrapAs<NativeControl>(env, v, "a row control")->control());
       });
     }
+    // Streaming: each step's tokens reach JS through a thread-safe function. Its calls may arrive after the
+    // promise settles (two event-loop queues), so JS takes the final tokens from the result.
+    std::shared_ptr<Napi::ThreadSafeFunction> stream;
+    if (info.Length() > 1 && info[1].IsObject() && hasOption(info[1].As<Napi::Object>(), "onStep")) {
+      Napi::Value callback = info[1].As<Napi::Object>().Get("onStep");
+      if (!callback.IsFunction()) throw Napi::TypeError::New(env, "option 'onStep' must be a function");
+      stream = std::make_shared<Napi::ThreadSafeFunction>(Napi::ThreadSafeFunction::New(env, callback.As<Napi::Function>(), "pigg generate onStep", 0, 1));
+      options.onStep = [stream](const std::vector<int64_t>& tokens) {
+        auto* step = new std::vector<int64_t>(tokens);
+        stream->NonBlockingCall(step, [](Napi::Env env, Napi::Function callback, std::vector<int64_t>* step) {
+          Napi::Array array = Napi::Array::New(env, step->size());
+          for (size_t i = 0; i < step->size(); ++i) array.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>((*step)[i])));
+          delete step;
+          callback.Call({array});
+        });
+      };
+    }
     NamedTensors tensors = inputs.tensors;
     auto control = controlArg(info, 2);
     return schedule<NamedTensors>(
-        env, [model, tensors, options, control] { return pigg::api::generate(*model, tensors, options, control.get()); }, tensorsToJs, inputs.references);
+        env,
+        [model, tensors, options, control, stream] {
+          struct Release {
+            std::shared_ptr<Napi::ThreadSafeFunction> stream;
+            ~Release() {
+              if (stream) stream->Release();
+            }
+          } release{stream};
+          return pigg::api::generate(*model, tensors, options, control.get());
+        },
+        tensorsToJs, inputs.references);
   }
 
   Napi::Value RegisterAdapter(const Napi::CallbackInfo& info) {
