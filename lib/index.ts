@@ -1,6 +1,6 @@
 // pigg's public API: the engine (model, trainer), the processor, the data layer and the experiment runners.
 export { Qwen3VL, inspectCheckpoint, engineVersions, FORWARD_OUTPUTS } from './engine/model.js';
-export type { LoadOptions, ModelInfo, CheckpointSummary, GenerateOptions, GenerateResult, ForwardOutput, NamedTensors } from './engine/model.js';
+export type { LoadOptions, LoadCallOptions, ModelInfo, CheckpointSummary, GenerateOptions, GenerateResult, ForwardOutput, NamedTensors, AdapterInfo, GrammarHandle } from './engine/model.js';
 export { Trainer } from './engine/trainer.js';
 export type { TrainerOptions, StepReport, TrainerInfo } from './engine/trainer.js';
 export { initRandomModel, modelConfig, CONFIG_NAMES } from './engine/configs.js';
@@ -24,7 +24,9 @@ export { loadScreenSpot, loadScreenSpotPro } from './data/screenspot.js';
 export { writeSynthDataset } from './data/synth.js';
 
 export { runEval, runTrainGlobal, runPersonalize, type ProgressEvent } from './experiments/runs.js';
-export { predict } from './experiments/predict.js';
+export { predict, scoreRecord } from './experiments/predict.js';
+export { Grounder, CONSTRAIN_OPTIONS, DEFAULT_MAX_BATCH, DEFAULT_MAX_NEW_TOKENS } from './grounding/grounder.js';
+export type { GrounderOptions, GrounderSettings, GroundOptions, GroundResult, GroundSamplesOptions, BatchStats, ConstrainOption, GrounderError, GrounderErrorCode } from './grounding/grounder.js';
 export { trainRun } from './experiments/train.js';
 export { runDemo } from './experiments/demo.js';
 export { PRESETS, PIGG_LORA, type TrainConfig } from './experiments/presets.js';

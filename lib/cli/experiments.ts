@@ -7,6 +7,7 @@ import type { LoadOptions } from '../engine/model.js';
 import type { PromptSettings } from '../experiments/inputs.js';
 import { PRESET_NAMES, type PresetName, type TrainConfig } from '../experiments/presets.js';
 import { runEval, runPersonalize, runTrainGlobal } from '../experiments/runs.js';
+import { CONSTRAIN_OPTIONS, type ConstrainOption } from '../grounding/grounder.js';
 import { action, choiceOption, integerOption } from './common.js';
 import { progressReporter } from './progress.js';
 
@@ -105,13 +106,15 @@ export function register(program: Command): void {
     .option('--out <dir>', 'results root', 'eval_results')
     .option('--adapter <dir>', 'a LoRA adapter folder to attach')
     .option('--batch <n>', 'samples per batch', integerOption('--batch', 1), 1)
-    .option('--max-new-tokens <n>', 'generation budget', integerOption('--max-new-tokens', 1), 512))
-    .action(action(async (flags: EngineFlags & { model: string; data: string; users: string[]; name?: string; out: string; adapter?: string; batch: number; maxNewTokens: number }) => {
+    .option('--max-new-tokens <n>', 'generation budget', integerOption('--max-new-tokens', 1), 512)
+    .option('--constrain <grammar>', "constrained decoding: auto (the grammar of --style), pigg, qwen-json, point (a bare (x, y)) or none; "
+      + "none, eval's default, reproduces PIGG (the Grounder and pigg serve default to auto)", choiceOption('--constrain', CONSTRAIN_OPTIONS), 'none'))
+    .action(action(async (flags: EngineFlags & { model: string; data: string; users: string[]; name?: string; out: string; adapter?: string; batch: number; maxNewTokens: number; constrain: ConstrainOption }) => {
       const progress = progressReporter();
       try {
         const result = await runEval({
           model: flags.model, data: flags.data, users: flags.users.join(' '), name: flags.name, out: flags.out, adapter: flags.adapter,
-          batchSize: flags.batch, maxNewTokens: flags.maxNewTokens, ...engine(flags), onProgress: progress.onProgress,
+          batchSize: flags.batch, maxNewTokens: flags.maxNewTokens, constrain: flags.constrain, ...engine(flags), onProgress: progress.onProgress,
         });
         progress.stop();
         printTable(`results in ${result.dir}`, [...Object.entries(result.users).map(([u, m]): [string, object] => [`user ${u}`, m]), ['overall', result.overall]]);

@@ -1,17 +1,21 @@
-// Batched greedy grounding: screenshots and instructions in, parsed and scored points out.
+// Batched greedy grounding of dataset samples, then scoring: the Grounder's batch path (the one inference path of
+// ground(), `pigg serve` and `pigg eval`), with PIGG's scoring of each answer against the sample's target.
 import type { Sample } from '../data/types.js';
 import { pointToGrid, scoreGrid } from '../data/metrics.js';
-import { parseAnswer } from '../data/parse.js';
 import type { Qwen3VL } from '../engine/model.js';
 import type { QwenTokenizer } from '../processor/tokenizer.js';
 import type { ImageProcessor } from '../processor/image-pool.js';
-import { modelBatch, prefetched, type PromptSettings } from './inputs.js';
+import { QWEN3_VL_PIXELS } from '../processor/image.js';
+import { Grounder, type ConstrainOption, type GroundResult } from '../grounding/grounder.js';
+import type { PromptSettings } from './inputs.js';
 import type { EvalRecord } from './results.js';
 
 export interface PredictOptions {
   settings: PromptSettings;
   batchSize?: number;
   maxNewTokens?: number;
+  /** Constrained decoding (see GrounderSettings.constrain); default 'none', so PIGG's numbers reproduce. */
+  constrain?: ConstrainOption;
   signal?: AbortSignal;
   /** Where images are processed (an ImagePool's process); default this thread. The next batch is always made ahead. */
   images?: ImageProcessor;
@@ -19,27 +23,27 @@ export interface PredictOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
+/** PIGG's record of one answer: the grid prediction (null when unparsed), its L2 to the target and the hit. */
+export function scoreRecord(sample: Sample, result: GroundResult): EvalRecord {
+  const gt = pointToGrid(sample.target, sample.width, sample.height);
+  const pred: [number, number] | null = result.parsed ? [result.grid.x, result.grid.y] : null;
+  const score = scoreGrid(result.parsed ? result.grid : null, gt);
+  return { id: sample.id, gt: [gt.x, gt.y], pred, l2: score.l2, hit: score.hit, referring: result.referring, output: result.text };
+}
+
 export async function predict(model: Qwen3VL, tokenizer: QwenTokenizer, samples: readonly Sample[], datasetDir: string,
   options: PredictOptions): Promise<EvalRecord[]> {
-  const { batchSize = 1, maxNewTokens = 512, signal, onProgress } = options;
-  const records: EvalRecord[] = [];
-  const batchInputs = prefetched(Math.ceil(samples.length / batchSize), async (index) => {
-    const batch = samples.slice(index * batchSize, (index + 1) * batchSize);
-    return { batch, inputs: await modelBatch(tokenizer, batch, datasetDir, options.settings, 'generate', options.images) };
+  const { batchSize = 1, maxNewTokens = 512 } = options;
+  // Greedy decoding with the model's own EOS ids (generation_config's sampling is not used). The settings' image
+  // options are taken as processImage takes them (a limit left out is Qwen's default, not the Grounder's PIGG one).
+  const grounder = await Grounder.fromModel(model, tokenizer, {
+    style: options.settings.style, constrain: options.constrain ?? 'none', image: { ...QWEN3_VL_PIXELS, ...options.settings.image }, maxNewTokens, maxBatch: batchSize,
+    images: options.images,
   });
-  for await (const { batch, inputs } of batchInputs) {
-    signal?.throwIfAborted();
-    // Greedy decoding with the model's own EOS ids (generation_config's sampling is not used).
-    const { tokens } = await model.generate(inputs, { maxNewTokens });
-    batch.forEach((sample, i) => {
-      const output = tokenizer.decode(tokens[i], { skipSpecialTokens: true });
-      const parsed = parseAnswer(output);
-      const gt = pointToGrid(sample.target, sample.width, sample.height);
-      const pred: [number, number] | null = parsed.ok ? [parsed.x, parsed.y] : null;
-      const score = scoreGrid(parsed.ok ? { x: parsed.x, y: parsed.y } : null, gt);
-      records.push({ id: sample.id, gt: [gt.x, gt.y], pred, l2: score.l2, hit: score.hit, referring: parsed.referring, output });
-    });
-    onProgress?.(records.length, samples.length);
+  try {
+    const results = await grounder.groundSamples(samples, datasetDir, { batchSize, signal: options.signal, onProgress: options.onProgress });
+    return results.map((result, i) => scoreRecord(samples[i]!, result));
+  } finally {
+    await grounder[Symbol.asyncDispose]();
   }
-  return records;
 }

@@ -10,6 +10,7 @@ import { Qwen3VL, type LoadOptions } from '../engine/model.js';
 import { ImagePool } from '../processor/image-pool.js';
 import { QwenTokenizer } from '../processor/tokenizer.js';
 import { DEFAULT_PROMPT, type PromptSettings } from './inputs.js';
+import type { ConstrainOption } from '../grounding/grounder.js';
 import { predict } from './predict.js';
 import { PIGG_LORA, PRESETS, type PresetName, type TrainConfig } from './presets.js';
 import { readFinishedEval, summarize, writeEvalDir, writeJson, type ResultSummary } from './results.js';
@@ -65,6 +66,8 @@ export interface EvalRunOptions extends RunCommon {
   maxNewTokens?: number;
   /** A LoRA adapter folder to attach to the model. */
   adapter?: string;
+  /** Constrained decoding (GrounderSettings.constrain); default 'none' so PIGG's numbers reproduce. */
+  constrain?: ConstrainOption;
 }
 
 export interface ExperimentResult {
@@ -93,8 +96,8 @@ export async function runEval(options: EvalRunOptions): Promise<ExperimentResult
           if (options.adapter) await model.loadAdapter(options.adapter);
         }
         records = await predict(model, tokenizer, samples, options.data, {
-          settings: options.settings ?? DEFAULT_PROMPT, batchSize: options.batchSize, maxNewTokens: options.maxNewTokens, signal: options.signal,
-          images: pool.process, onProgress: (done, total) => options.onProgress?.({ kind: 'eval', user, done, total }),
+          settings: options.settings ?? DEFAULT_PROMPT, batchSize: options.batchSize, maxNewTokens: options.maxNewTokens,
+          constrain: options.constrain ?? 'none', signal: options.signal, images: pool.process, onProgress: (done, total) => options.onProgress?.({ kind: 'eval', user, done, total }),
         });
         await writeEvalDir(userDir, `${basename(dir)} user ${user}`, records);
       }

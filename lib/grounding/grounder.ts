@@ -1,0 +1,437 @@
+// Grounder: one screenshot and one instruction in, a tap point out, in one call. It owns the five ideas a caller
+// would otherwise juggle (answer style, the 'generate' prompt, host tensors, special-token decoding, the 0-1000
+// grid) and batches concurrent calls, also for different users' adapters, into one generate call.
+//
+//   const grounder = await Grounder.load(dir, { device: 'cuda' });
+//   const tap = await grounder.ground('screen.png', 'Open Wi-Fi settings');   // { x, y } in the image's pixels
+//
+// predict() and `pigg eval` run on groundSamples(), the same batch path, so there is one inference path.
+import { basename } from 'node:path';
+import type { Sample } from '../data/types.js';
+import { fromGrid } from '../data/metrics.js';
+import { buildInstructionPrompt, parseAnswer, type AnswerStyle } from '../data/parse.js';
+import { Qwen3VL, type AdapterInfo, type GenerateOptions, type LoadCallOptions, type NamedTensors } from '../engine/model.js';
+import { PIGG_PIXELS, processImage, type ImageProcessorOptions } from '../processor/image.js';
+import { ImagePool, type ImageProcessor } from '../processor/image-pool.js';
+import { collate, encodeSample, toHostTensors, type EncodedSample } from '../processor/sample.js';
+import { QwenTokenizer } from '../processor/tokenizer.js';
+import { prefetched, sampleSpec } from '../experiments/inputs.js';
+import { abortError, Batcher, type BatchRow } from './batcher.js';
+
+/** PIGG's generation budget. */
+export const DEFAULT_MAX_NEW_TOKENS = 512;
+export const DEFAULT_MAX_BATCH = 8;
+
+export type ConstrainOption = 'auto' | 'pigg' | 'qwen-json' | 'point' | 'none';
+
+export interface GrounderSettings {
+  /** Prompt and answer style: PIGG's referring + grounding blocks (default) or Qwen's JSON point. */
+  style?: AnswerStyle;
+  /**
+   * Constrained greedy decoding: 'auto' (default) = the grammar of `style`, so every answer parses; 'pigg',
+   * 'qwen-json' or 'point' (a bare `(x, y)`) name a grammar; 'none' decodes freely, as PIGG does.
+   */
+  constrain?: ConstrainOption;
+  /** Pixel limits and resampler; default PIGG's (max_pixels 1280*28*28). */
+  image?: ImageProcessorOptions;
+  /** Generation budget per request (default 512, PIGG's). */
+  maxNewTokens?: number;
+  /** Concurrent ground() calls join one generate call, up to this many rows (default 8). */
+  maxBatch?: number;
+  /** Where images are decoded and resized: an ImagePool's process to share one; default a pool of imageWorkers. */
+  images?: ImageProcessor;
+  /** Worker threads of the Grounder's own image pool when `images` is not given (default defaultImageWorkers()). */
+  imageWorkers?: number;
+  /** Called after every generate call, for metrics. */
+  onBatch?: (stats: BatchStats) => void;
+  /**
+   * Device bytes of adapters kept on the device, least recently used dropped first (the engine's LRU,
+   * Qwen3VL.setAdapterBudget); the others stay in host memory. Default: the engine's (no limit).
+   */
+  maxAdapterBytes?: number;
+}
+
+/** Engine load options (device, dtype, threads), `signal` (aborts the load) and `onProgress` (0..1 while loading). */
+export interface GrounderOptions extends LoadCallOptions, GrounderSettings {}
+
+export interface BatchStats {
+  /** Rows of the generate call. */
+  size: number;
+  /** Distinct adapters among the rows (the base model not counted). */
+  adapters: number;
+  /** Per row: seconds from ground() to the start of the batch (image decoding and tokenizing included). */
+  queueSeconds: number[];
+  /** The engine's own split of the call, device-synchronized. */
+  visionSeconds: number;
+  prefillSeconds: number;
+  decodeSeconds: number;
+  /** Wall time of the generate call. */
+  generateSeconds: number;
+  /** Generated tokens over all rows (each row up to and including its end token). */
+  tokens: number;
+}
+
+export interface GroundOptions {
+  /** The adapter (added with addAdapter) that answers for this user; default the base model. */
+  user?: string | null;
+  /** Aborts this request only: dropped while queued, its row stopped once running. Rejects with an AbortError. */
+  signal?: AbortSignal;
+  /** Generation budget of this request (default the Grounder's). */
+  maxNewTokens?: number;
+}
+
+export interface GroundResult {
+  /** The point in pixels of the original image (PIGG scores an unparsed answer as grid (0, 0), and so is x, y then). */
+  x: number;
+  y: number;
+  /** The point on the model's relative 0-1000 grid. */
+  grid: { x: number; y: number };
+  /** The element the model says it grounded, when the answer names one. */
+  referring: string | null;
+  /** The answer as decoded (special tokens skipped). */
+  text: string;
+  /** Generated tokens, the end token included. */
+  tokens: number;
+  /** Seconds from the call to the answer. */
+  seconds: number;
+  adapter: string | null;
+  /** False when the answer held no point. */
+  parsed: boolean;
+}
+
+export interface GroundSamplesOptions {
+  /** Samples per generate call (default maxBatch); batches are the consecutive chunks of `samples`. */
+  batchSize?: number;
+  user?: string | null;
+  maxNewTokens?: number;
+  signal?: AbortSignal;
+  /** Called after each batch with the number of samples done. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export type GrounderErrorCode = 'UNKNOWN_ADAPTER' | 'INVALID_IMAGE' | 'INVALID_ARGUMENT' | 'GROUNDER_DISPOSED';
+
+export type GrounderError = Error & { code: GrounderErrorCode };
+
+function grounderError(code: GrounderErrorCode, message: string, cause?: unknown): GrounderError {
+  return Object.assign(new Error(message, cause === undefined ? undefined : { cause }), { code });
+}
+
+/** One request, ready for the engine. */
+interface Prepared {
+  encoded: EncodedSample;
+  width: number;
+  height: number;
+  adapter: string | null;
+  maxNewTokens: number;
+  /** performance.now() at the call. */
+  called: number;
+}
+
+export const CONSTRAIN_OPTIONS: readonly ConstrainOption[] = ['auto', 'pigg', 'qwen-json', 'point', 'none'];
+
+/** The grammar a Grounder decodes with: 'auto' is the style's own. */
+function resolveConstrain(constrain: ConstrainOption | undefined, style: AnswerStyle): Exclude<ConstrainOption, 'auto'> {
+  const value = constrain ?? 'auto';
+  if (!CONSTRAIN_OPTIONS.includes(value)) {
+    throw grounderError('INVALID_ARGUMENT', `constrain must be one of ${CONSTRAIN_OPTIONS.join(', ')}, got '${String(value)}'`);
+  }
+  return value === 'auto' ? style : value;
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) throw grounderError('INVALID_ARGUMENT', `${name} must be a positive integer, got ${value}`);
+  return value;
+}
+
+export class Grounder implements AsyncDisposable {
+  readonly style: AnswerStyle;
+  /** The grammar answers are decoded under ('none': free decoding). */
+  readonly constrain: Exclude<ConstrainOption, 'auto'>;
+  readonly maxNewTokens: number;
+  readonly maxBatch: number;
+  readonly image: ImageProcessorOptions;
+  private readonly images: ImageProcessor;
+  private readonly batcher: Batcher<Prepared, GroundResult>;
+  private readonly eosIds: ReadonlySet<number>;
+  private readonly onBatch?: (stats: BatchStats) => void;
+  private disposed = false;
+  private closed: Promise<void> | null = null;
+  private nextId = 0;
+
+  private constructor(
+    readonly model: Qwen3VL,
+    readonly tokenizer: QwenTokenizer,
+    readonly modelName: string,
+    eosIds: readonly number[],
+    settings: GrounderSettings,
+    private readonly owned: { model: boolean; pool: ImagePool | null },
+  ) {
+    this.style = settings.style ?? 'pigg';
+    this.constrain = resolveConstrain(settings.constrain, this.style);
+    this.maxNewTokens = positiveInteger('maxNewTokens', settings.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS);
+    this.maxBatch = positiveInteger('maxBatch', settings.maxBatch ?? DEFAULT_MAX_BATCH);
+    this.image = { ...PIGG_PIXELS, ...settings.image };
+    this.images = settings.images ?? owned.pool?.process ?? processImage;
+    this.eosIds = new Set(eosIds);
+    this.onBatch = settings.onBatch;
+    this.batcher = new Batcher((rows, signal) => this.run(rows, signal), this.maxBatch);
+    if (settings.maxAdapterBytes !== undefined) {
+      if (!(settings.maxAdapterBytes >= 0)) throw grounderError('INVALID_ARGUMENT', `maxAdapterBytes must be >= 0, got ${settings.maxAdapterBytes}`);
+      model.setAdapterBudget(settings.maxAdapterBytes);
+    }
+  }
+
+  /** Loads a model folder (weights, tokenizer) and gets ready to ground. */
+  static async load(dir: string, options: GrounderOptions = {}): Promise<Grounder> {
+    const { style, constrain, image, maxNewTokens, maxBatch, images, imageWorkers, onBatch, maxAdapterBytes, ...load } = options;
+    const settings: GrounderSettings = { style, constrain, image, maxNewTokens, maxBatch, images, imageWorkers, onBatch, maxAdapterBytes };
+    // Settings are checked before minutes of loading.
+    if (maxNewTokens !== undefined) positiveInteger('maxNewTokens', maxNewTokens);
+    if (maxBatch !== undefined) positiveInteger('maxBatch', maxBatch);
+    resolveConstrain(constrain, style ?? 'pigg');
+    const tokenizer = QwenTokenizer.fromDir(dir);
+    const model = await Qwen3VL.load(dir, load);
+    try {
+      return await Grounder.create(model, tokenizer, basename(dir), settings, true);
+    } catch (error) {
+      model.dispose();
+      throw error;
+    }
+  }
+
+  /**
+   * A Grounder over a model that stays the caller's (dispose() leaves it loaded): predict() after a fine-tune uses
+   * this. Without `images` it decodes on this thread.
+   */
+  static async fromModel(model: Qwen3VL, tokenizer: QwenTokenizer, settings: GrounderSettings & { modelName?: string } = {}): Promise<Grounder> {
+    const { modelName, ...rest } = settings;
+    return Grounder.create(model, tokenizer, modelName, { ...rest, images: rest.images ?? processImage }, false);
+  }
+
+  private static async create(model: Qwen3VL, tokenizer: QwenTokenizer, modelName: string | undefined, settings: GrounderSettings,
+    ownsModel: boolean): Promise<Grounder> {
+    const info = await model.info();
+    if (resolveConstrain(settings.constrain, settings.style ?? 'pigg') !== 'none') {
+      throw grounderError('INVALID_ARGUMENT', 'constrained decoding is not built yet: use constrain: \'none\'');
+    }
+    const pool = settings.images ? null : new ImagePool(settings.imageWorkers);
+    try {
+      return new Grounder(model, tokenizer, modelName ?? basename(info.path), info.config.eosTokenIds, settings, { model: ownsModel, pool });
+    } catch (error) {
+      await pool?.close();
+      throw error;
+    }
+  }
+
+  /** Requests queued or running. */
+  get pending(): number {
+    return this.batcher.pending;
+  }
+
+  /**
+   * The tap point for one instruction on one screenshot (a file path or the encoded image bytes). Calls made while
+   * the engine is busy wait and then run together, up to maxBatch per generate call.
+   */
+  ground(image: string | Uint8Array, instruction: string, options: GroundOptions = {}): Promise<GroundResult> {
+    const called = performance.now();
+    try {
+      this.live();
+      if (typeof image !== 'string' && !(image instanceof Uint8Array)) {
+        throw grounderError('INVALID_ARGUMENT', 'image must be a file path or the bytes of an encoded image (Buffer/Uint8Array)');
+      }
+      if (typeof image === 'string' ? image.length === 0 : image.byteLength === 0) throw grounderError('INVALID_IMAGE', 'the image is empty');
+      if (typeof instruction !== 'string' || instruction.trim() === '') throw grounderError('INVALID_ARGUMENT', 'instruction must be a non-empty string');
+      const adapter = this.adapterFor(options.user);
+      const maxNewTokens = positiveInteger('maxNewTokens', options.maxNewTokens ?? this.maxNewTokens);
+      const id = `ground-${this.nextId++}`;
+      const prepared = (async (): Promise<Prepared> => {
+        const processed = await this.images(image, this.image).catch((error: Error) => {
+          throw grounderError('INVALID_IMAGE', error.message, error);
+        });
+        const encoded = encodeSample(this.tokenizer, { id, images: [processed], prompt: buildInstructionPrompt(instruction, this.style) }, { mode: 'generate' });
+        const { width, height } = processed.sourceSize;
+        return { encoded, width, height, adapter, maxNewTokens, called };
+      })();
+      return this.batcher.submit(prepared, { signal: options.signal });
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Grounds dataset samples in consecutive batches of batchSize (each its own generate call, not mixed with other
+   * requests, so results do not depend on traffic); the next batch's images are prepared while one runs. Results are
+   * in sample order. The batch path of predict() and `pigg eval`.
+   */
+  async groundSamples(samples: readonly Sample[], datasetDir: string, options: GroundSamplesOptions = {}): Promise<GroundResult[]> {
+    this.live();
+    const batchSize = positiveInteger('batchSize', options.batchSize ?? this.maxBatch);
+    const adapter = this.adapterFor(options.user);
+    const maxNewTokens = positiveInteger('maxNewTokens', options.maxNewTokens ?? this.maxNewTokens);
+    const settings = { style: this.style, image: this.image };
+    // A failed batch stops the ones already queued behind it.
+    const stop = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+    const results: GroundResult[] = [];
+    const batches = prefetched(Math.ceil(samples.length / batchSize), (index) => {
+      const group = {};
+      return Promise.all(samples.slice(index * batchSize, (index + 1) * batchSize).map((sample) => {
+        const called = performance.now();
+        const prepared = sampleSpec(sample, datasetDir, settings, false, this.images).then((spec): Prepared => ({
+          encoded: encodeSample(this.tokenizer, spec, { mode: 'generate' }),
+          width: spec.images[0]!.sourceSize.width, height: spec.images[0]!.sourceSize.height, adapter, maxNewTokens, called,
+        }));
+        return this.batcher.submit(prepared, { signal, group });
+      }));
+    });
+    try {
+      for await (const batch of batches) {
+        results.push(...batch);
+        options.onProgress?.(results.length, samples.length);
+      }
+    } catch (error) {
+      stop.abort();
+      // An abort of the caller's signal is what the caller sees, whatever row noticed it first.
+      if (options.signal?.aborted && (error as Error).name !== 'AbortError') throw abortError('groundSamples was aborted', options.signal.reason);
+      throw error;
+    }
+    return results;
+  }
+
+  /** Registers a PEFT LoRA adapter folder under `name` (replacing a same-named one); ground({ user: name }) uses it. */
+  async addAdapter(name: string, path: string): Promise<AdapterInfo> {
+    this.live();
+    if (typeof name !== 'string' || name === '') throw grounderError('INVALID_ARGUMENT', 'an adapter name must be a non-empty string');
+    return this.model.registerAdapter(name, path);
+  }
+
+  /** Unregisters an adapter; false when none had that name. Requests already running with it finish with it. */
+  removeAdapter(name: string): boolean {
+    this.live();
+    return this.model.unregisterAdapter(name);
+  }
+
+  adapters(): AdapterInfo[] {
+    this.live();
+    return this.model.adapters();
+  }
+
+  /**
+   * Rejects queued requests, aborts the running batch and releases the model (when the Grounder loaded it) and its
+   * image pool once that batch has stopped.
+   */
+  dispose(): void {
+    void this.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  private close(): Promise<void> {
+    if (!this.closed) {
+      this.disposed = true;
+      this.closed = (async () => {
+        await this.batcher.close(grounderError('GROUNDER_DISPOSED', 'the grounder was disposed'));
+        if (this.owned.model) this.model.dispose();
+        await this.owned.pool?.close();
+      })();
+    }
+    return this.closed;
+  }
+
+  private live(): void {
+    if (this.disposed) throw grounderError('GROUNDER_DISPOSED', 'the grounder was disposed');
+  }
+
+  private knownAdapters(): Set<string> {
+    return new Set(this.adapters().map((a) => a.name));
+  }
+
+  private adapterFor(user: string | null | undefined): string | null {
+    if (user === undefined || user === null) return null;
+    if (typeof user !== 'string' || user === '') throw grounderError('INVALID_ARGUMENT', 'user must be a non-empty string (an adapter name)');
+    const known = this.knownAdapters();
+    if (!known.has(user)) {
+      const names = [...known];
+      throw grounderError('UNKNOWN_ADAPTER', `no adapter named '${user}' (${names.length === 0 ? 'none added' : `adapters: ${names.join(', ')}`})`);
+    }
+    return user;
+  }
+
+  /** Generated tokens up to and including the first end token. */
+  private generated(tokens: readonly number[], limit: number): number[] {
+    const end = tokens.findIndex((t) => this.eosIds.has(t));
+    return tokens.slice(0, Math.min(limit, end < 0 ? tokens.length : end + 1));
+  }
+
+  private async run(rows: Array<BatchRow<Prepared>>, signal: AbortSignal): Promise<Array<GroundResult | Error>> {
+    const out: Array<GroundResult | Error | null> = rows.map(() => null);
+    // An adapter removed while its request waited: that request fails alone.
+    if (rows.some((row) => row.input.adapter !== null)) {
+      const known = this.knownAdapters();
+      rows.forEach((row, i) => {
+        const name = row.input.adapter;
+        if (name !== null && !known.has(name)) out[i] = grounderError('UNKNOWN_ADAPTER', `adapter '${name}' was removed before the request ran`);
+      });
+    }
+    const live = rows.flatMap((row, i) => (out[i] === null ? [{ row, i }] : []));
+    if (live.length === 0) return out as Array<GroundResult | Error>;
+
+    const inputs: NamedTensors = toHostTensors(collate(live.map(({ row }) => row.input.encoded), 'left', this.tokenizer.padId));
+    const options: GenerateOptions = { maxNewTokens: Math.max(...live.map(({ row }) => row.input.maxNewTokens)), signal };
+    if (live.some(({ row }) => row.input.adapter !== null)) options.adapters = live.map(({ row }) => row.input.adapter);
+    if (live.some(({ row }) => row.signal)) options.rowSignals = live.map(({ row }) => row.signal);
+    const start = performance.now();
+    const result = await this.model.generate(inputs, options);
+    const generateSeconds = (performance.now() - start) / 1000;
+
+    let tokens = 0;
+    live.forEach(({ row, i }, r) => {
+      const { input } = row;
+      if (result.aborted[r] || row.signal?.aborted) {
+        out[i] = abortError('the request was aborted while it ran', row.signal?.reason);
+        return;
+      }
+      const ids = this.generated(result.tokens[r]!, input.maxNewTokens);
+      tokens += ids.length;
+      const text = this.tokenizer.decode(ids, { skipSpecialTokens: true });
+      const answer = parseAnswer(text);
+      out[i] = {
+        x: fromGrid(answer.x, input.width),
+        y: fromGrid(answer.y, input.height),
+        grid: { x: answer.x, y: answer.y },
+        referring: answer.referring,
+        text,
+        tokens: ids.length,
+        seconds: (performance.now() - input.called) / 1000,
+        adapter: input.adapter,
+        parsed: answer.ok,
+      };
+    });
+    if (this.onBatch) {
+      const { timing } = result;
+      this.report({
+        size: live.length,
+        adapters: new Set(live.flatMap(({ row }) => (row.input.adapter === null ? [] : [row.input.adapter]))).size,
+        queueSeconds: live.map(({ row }) => row.queueSeconds),
+        visionSeconds: timing.vision,
+        prefillSeconds: timing.prefill,
+        decodeSeconds: timing.decode,
+        generateSeconds,
+        tokens,
+      });
+    }
+    return out as Array<GroundResult | Error>;
+  }
+
+  /** A metrics callback that throws must not fail the requests it reports on. */
+  private report(stats: BatchStats): void {
+    try {
+      this.onBatch?.(stats);
+    } catch (error) {
+      process.emitWarning(`Grounder onBatch threw: ${(error as Error).message}`);
+    }
+  }
+}

@@ -1,0 +1,232 @@
+// The Grounder on a tiny random model (CPU, fp32, greedy): one call equals the hand-built path (prompt, host
+// tensors, generate, special-token decoding) and predict()'s record; concurrent calls batch into one generate call
+// and answer as one-at-a-time calls do; grid -> pixel mapping against the image's size; aborts, unknown users and
+// dispose.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readDataset } from '../lib/data/manifest.js';
+import { writeSynthDataset } from '../lib/data/synth.js';
+import type { Sample } from '../lib/data/types.js';
+import { initRandomModel } from '../lib/engine/configs.js';
+import { Qwen3VL } from '../lib/engine/model.js';
+import { modelBatch, type PromptSettings } from '../lib/experiments/inputs.js';
+import { predict } from '../lib/experiments/predict.js';
+import { runTrainGlobal } from '../lib/experiments/runs.js';
+import { Grounder, type BatchStats, type GroundResult } from '../lib/grounding/grounder.js';
+import { QwenTokenizer } from '../lib/processor/tokenizer.js';
+
+const work = mkdtempSync(join(tmpdir(), 'pigg-grounder-'));
+const data = join(work, 'data');
+const base = join(work, 'base');
+const trained = join(work, 'trained');
+const IMAGE = { minPixels: 65536, maxPixels: 100352 };
+const settings: PromptSettings = { style: 'pigg', image: IMAGE };
+const MAX_NEW = 24;
+const options = { device: 'cpu', dtype: 'fp32' as const, image: IMAGE, maxNewTokens: MAX_NEW, imageWorkers: 0, constrain: 'none' as const };
+
+let samples: Sample[];
+let model: Qwen3VL;
+let tokenizer: QwenTokenizer;
+const imageOf = (sample: Sample) => join(data, sample.image);
+
+beforeAll(async () => {
+  await writeSynthDataset(data, { users: 2, personal: 1, samplesPerUser: 10, seed: 5, small: true });
+  await initRandomModel('tiny', base, { seed: 3 });
+  // An untrained tiny model answers "\n" to everything; ~120 steps make its answers depend on the screen and the
+  // instruction (and mostly parse), so equal answers below mean something.
+  await runTrainGlobal({
+    data, settings, load: { device: 'cpu', dtype: 'fp32' }, model: base, users: '1-2', output: trained, imageWorkers: 0,
+    overrides: { learningRate: 3e-3, epochs: 6, gradientAccumulation: 1, warmupSteps: 1, gradientCheckpointing: false },
+  });
+  samples = (await readDataset(data)).samples;
+  tokenizer = QwenTokenizer.fromDir(trained);
+  model = await Qwen3VL.load(trained, { device: 'cpu', dtype: 'fp32' });
+});
+
+afterAll(() => {
+  model?.dispose();
+  rmSync(work, { recursive: true, force: true });
+});
+
+/** The 12 statements a caller needed before the Grounder: prompt, host tensors, generate, decoding. */
+async function byHand(batch: Sample[]): Promise<{ tokens: number[][]; texts: string[] }> {
+  const inputs = await modelBatch(tokenizer, batch, data, settings, 'generate');
+  const { tokens } = await model.generate(inputs, { maxNewTokens: MAX_NEW });
+  return { tokens, texts: tokens.map((row) => tokenizer.decode(row, { skipSpecialTokens: true })) };
+}
+
+/** Generated tokens up to and including the first end token. */
+function generatedCount(row: number[]): number {
+  const end = row.findIndex((t) => t === 151645 || t === 151643);
+  return end < 0 ? row.length : end + 1;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<Error & { code?: string }> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as Error & { code?: string };
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('Grounder', () => {
+  it('one ground() call equals the hand-built path and predict()\'s record; grid maps to the image\'s pixels', async () => {
+    const sample = samples[0]!;
+    const ref = await byHand([sample]);
+    const reference = ref.texts[0];
+    await using grounder = await Grounder.load(trained, options);
+    expect(grounder.modelName).toBe('trained');
+    const tap = await grounder.ground(imageOf(sample), sample.instruction);
+    expect(tap.text).toBe(reference);
+    expect(tap.tokens).toBe(generatedCount(ref.tokens[0]!));
+    expect(tap.adapter).toBeNull();
+    expect(tap.seconds).toBeGreaterThanOrEqual(0);
+    expect(tap.x).toBe((tap.grid.x / 1000) * sample.width);
+    expect(tap.y).toBe((tap.grid.y / 1000) * sample.height);
+
+    // Bytes instead of a path give the same answer.
+    const bytes = await grounder.ground(readFileSync(imageOf(sample)), sample.instruction);
+    expect(bytes.text).toBe(tap.text);
+
+    const [record] = await predict(model, tokenizer, [sample], data, { settings, maxNewTokens: MAX_NEW });
+    expect(record!.output).toBe(tap.text);
+    expect(record!.pred).toEqual(tap.parsed ? [tap.grid.x, tap.grid.y] : null);
+    expect(record!.referring).toBe(tap.referring);
+    expect(grounder.pending).toBe(0);
+  });
+
+  it('predict() in batches of 3 gives the records of the hand-built batches', async () => {
+    const some = samples.slice(0, 7);
+    const records = await predict(model, tokenizer, some, data, { settings, batchSize: 3, maxNewTokens: MAX_NEW });
+    const texts: string[] = [];
+    for (let i = 0; i < some.length; i += 3) texts.push(...(await byHand(some.slice(i, i + 3))).texts);
+    expect(records.map((r) => r.id)).toEqual(some.map((s) => s.id));
+    expect(records.map((r) => r.output)).toEqual(texts);
+  });
+
+  it('concurrent calls join generate calls of up to maxBatch rows and answer as one-at-a-time calls', async () => {
+    const batches: BatchStats[] = [];
+    await using grounder = await Grounder.load(trained, { ...options, maxBatch: 4, onBatch: (stats) => batches.push(stats) });
+    const some = [...samples.slice(0, 3), ...samples.slice(10, 13)]; // both users
+    const alone: GroundResult[] = [];
+    for (const sample of some) alone.push(await grounder.ground(imageOf(sample), sample.instruction));
+    expect(batches.map((b) => b.size)).toEqual([1, 1, 1, 1, 1, 1]);
+    expect(new Set(alone.map((r) => r.text)).size).toBeGreaterThan(1); // answers depend on the sample
+    batches.length = 0;
+
+    const calls = some.map((sample) => grounder.ground(imageOf(sample), sample.instruction));
+    expect(grounder.pending).toBe(6);
+    const together = await Promise.all(calls);
+    expect(grounder.pending).toBe(0);
+    expect(batches.map((b) => b.size)).toEqual([4, 2]);
+    expect(together.map((r) => r.text)).toEqual(alone.map((r) => r.text));
+    expect(together.map((r) => r.tokens)).toEqual(alone.map((r) => r.tokens));
+    expect(batches.map((b) => b.tokens)).toEqual([
+      alone.slice(0, 4).reduce((n, r) => n + r.tokens, 0), alone.slice(4).reduce((n, r) => n + r.tokens, 0)]);
+    for (const b of batches) {
+      expect(b.adapters).toBe(0);
+      expect(b.queueSeconds).toHaveLength(b.size);
+      for (const s of b.queueSeconds) expect(Number.isFinite(s)).toBe(true);
+    }
+  });
+
+  it('maps the grid to the pixels of the image given, whatever its size', async () => {
+    await using grounder = await Grounder.load(trained, options);
+    let checked = 0;
+    for (const sample of samples.slice(0, 6)) {
+      const resized = await sharp(imageOf(sample)).resize(300, 700, { fit: 'fill' }).png().toBuffer();
+      const tap = await grounder.ground(resized, sample.instruction);
+      if (!tap.parsed) continue;
+      checked++;
+      expect(tap.x).toBe((tap.grid.x / 1000) * 300);
+      expect(tap.y).toBe((tap.grid.y / 1000) * 700);
+      expect(tap.grid.x + tap.grid.y).toBeGreaterThan(0);
+    }
+    expect(checked).toBeGreaterThan(0);
+  });
+
+  it('an abort before the batch starts drops that request only; an abort while running rejects that row only', async () => {
+    const batches: BatchStats[] = [];
+    await using grounder = await Grounder.load(trained, { ...options, maxBatch: 4, onBatch: (stats) => batches.push(stats) });
+    const [a, b, c] = samples;
+    const alone = [];
+    for (const s of [a!, c!]) alone.push((await grounder.ground(imageOf(s), s.instruction)).text);
+    batches.length = 0;
+
+    const controller = new AbortController();
+    const first = grounder.ground(imageOf(a!), a!.instruction);
+    const dropped = grounder.ground(imageOf(b!), b!.instruction, { signal: controller.signal });
+    const third = grounder.ground(imageOf(c!), c!.instruction);
+    controller.abort();
+    const error = await rejection(dropped);
+    expect(error.name).toBe('AbortError');
+    expect((await first).text).toBe(alone[0]);
+    expect((await third).text).toBe(alone[1]);
+    expect(batches.map((s) => s.size)).toEqual([2]);
+
+    // An already-aborted signal never queues.
+    expect((await rejection(grounder.ground(imageOf(a!), a!.instruction, { signal: AbortSignal.abort() }))).name).toBe('AbortError');
+
+    // Aborted once its batch is running (right after generate was called): that row rejects, its neighbour answers.
+    const running = new AbortController();
+    const generate = grounder.model.generate.bind(grounder.model);
+    grounder.model.generate = (inputs, opts) => {
+      const result = generate(inputs, opts);
+      running.abort();
+      return result;
+    };
+    try {
+      const stopped = grounder.ground(imageOf(a!), a!.instruction, { signal: running.signal });
+      const neighbour = grounder.ground(imageOf(c!), c!.instruction);
+      expect((await rejection(stopped)).name).toBe('AbortError');
+      expect((await neighbour).text).toBe(alone[1]);
+    } finally {
+      grounder.model.generate = generate;
+    }
+    // The model stays usable.
+    expect((await grounder.ground(imageOf(a!), a!.instruction)).text).toBe(alone[0]);
+    expect(grounder.pending).toBe(0);
+  });
+
+  it('rejects an unknown user, a bad image and bad arguments with a code and one clear message', async () => {
+    await using grounder = await Grounder.load(trained, options);
+    const sample = samples[0]!;
+    const unknown = await rejection(grounder.ground(imageOf(sample), sample.instruction, { user: 'u7' }));
+    expect(unknown.code).toBe('UNKNOWN_ADAPTER');
+    expect(unknown.message).toMatch(/no adapter named 'u7'/);
+    const missing = await rejection(grounder.ground(join(work, 'nope.png'), sample.instruction));
+    expect(missing.code).toBe('INVALID_IMAGE');
+    expect(missing.message).toMatch(/image not found/);
+    const garbage = await rejection(grounder.ground(Buffer.from('not an image'), sample.instruction));
+    expect(garbage.code).toBe('INVALID_IMAGE');
+    expect(garbage.message).toMatch(/cannot decode image/);
+    expect((await rejection(grounder.ground(imageOf(sample), '  '))).code).toBe('INVALID_ARGUMENT');
+    expect((await rejection(grounder.ground(imageOf(sample), sample.instruction, { maxNewTokens: 0 }))).code).toBe('INVALID_ARGUMENT');
+    // A bad request in a batch does not disturb the others.
+    const [good, bad] = await Promise.allSettled([
+      grounder.ground(imageOf(sample), sample.instruction), grounder.ground(Buffer.from('x'), sample.instruction)]);
+    expect(good.status).toBe('fulfilled');
+    expect(bad.status).toBe('rejected');
+  });
+
+  it('dispose rejects queued requests and every later call with a clear error; fromModel leaves the model loaded', async () => {
+    const grounder = await Grounder.load(trained, options);
+    const sample = samples[0]!;
+    const queued = grounder.ground(imageOf(sample), sample.instruction);
+    grounder.dispose();
+    expect((await rejection(queued)).code).toBe('GROUNDER_DISPOSED');
+    const after = await rejection(grounder.ground(imageOf(sample), sample.instruction));
+    expect(after.code).toBe('GROUNDER_DISPOSED');
+    expect(after.message).toBe('the grounder was disposed');
+    await grounder[Symbol.asyncDispose]();
+
+    const borrowed = await Grounder.fromModel(model, tokenizer, { image: IMAGE, maxNewTokens: MAX_NEW, constrain: 'none' });
+    const text = (await borrowed.ground(imageOf(sample), sample.instruction)).text;
+    await borrowed[Symbol.asyncDispose]();
+    expect((await byHand([sample])).texts[0]).toBe(text);
+  });
+});
