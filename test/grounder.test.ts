@@ -64,6 +64,20 @@ function generatedCount(row: number[]): number {
   return end < 0 ? row.length : end + 1;
 }
 
+/** A LoRA adapter trained a few steps on one user's samples from the trained model. */
+async function trainAdapter(dir: string, user: string, rank: number): Promise<void> {
+  const own = await Qwen3VL.load(trained, { device: 'cpu', dtype: 'fp32' });
+  try {
+    const trainer = await own.createTrainer({ learningRate: 1e-2, warmupSteps: 0, totalSteps: 12, weightDecay: 0, seed: 1, lora: { rank, alpha: 2 * rank, dropout: 0 } });
+    const mine = samples.filter((s) => s.user === user).slice(0, 6);
+    for (let step = 0; step < 12; step++) await trainer.step(await modelBatch(tokenizer, [mine[step % mine.length]!], data, settings, 'pigg'));
+    await trainer.save(dir);
+    trainer.dispose();
+  } finally {
+    own.dispose();
+  }
+}
+
 async function rejection(promise: Promise<unknown>): Promise<Error & { code?: string }> {
   try {
     await promise;
@@ -228,5 +242,50 @@ describe('Grounder', () => {
     const text = (await borrowed.ground(imageOf(sample), sample.instruction)).text;
     await borrowed[Symbol.asyncDispose]();
     expect((await byHand([sample])).texts[0]).toBe(text);
+  });
+
+  it('two adapters of different ranks mixed with the base in one batch answer as each served alone, and as loadAdapter', async () => {
+    const a1 = join(work, 'adapter-u1');
+    const a2 = join(work, 'adapter-u2');
+    await trainAdapter(a1, '1', 4);
+    await trainAdapter(a2, '2', 8);
+    const batches: BatchStats[] = [];
+    await using grounder = await Grounder.load(trained, { ...options, maxBatch: 8, onBatch: (stats) => batches.push(stats) });
+    expect((await grounder.addAdapter('u1', a1)).rank).toBe(4);
+    expect((await grounder.addAdapter('u2', a2)).rank).toBe(8);
+    expect(grounder.adapters().map((a) => a.name).sort()).toEqual(['u1', 'u2']);
+
+    const rows = [...samples.slice(0, 3), ...samples.slice(10, 13)];
+    const users = ['u1', 'u2', null, 'u2', 'u1', null];
+    const alone: string[] = [];
+    for (const [i, s] of rows.entries()) alone.push((await grounder.ground(imageOf(s), s.instruction, { user: users[i] })).text);
+    // The adapters matter: some row answers differently under each adapter than under the base model.
+    const base = await Promise.all(rows.map((s) => grounder.ground(imageOf(s), s.instruction)));
+    const underU1 = await Promise.all(rows.map((s) => grounder.ground(imageOf(s), s.instruction, { user: 'u1' })));
+    const underU2 = await Promise.all(rows.map((s) => grounder.ground(imageOf(s), s.instruction, { user: 'u2' })));
+    expect(underU1.some((r, i) => r.text !== base[i]!.text)).toBe(true);
+    expect(underU2.some((r, i) => r.text !== underU1[i]!.text)).toBe(true);
+    batches.length = 0;
+
+    const mixed = await Promise.all(rows.map((s, i) => grounder.ground(imageOf(s), s.instruction, { user: users[i] })));
+    expect(batches.map((b) => [b.size, b.adapters])).toEqual([[6, 2]]);
+    expect(mixed.map((r) => r.text)).toEqual(alone);
+    expect(mixed.map((r) => r.adapter)).toEqual(users);
+
+    // The single-adapter path (the adapter attached into the model, as pigg eval --adapter does) agrees.
+    const attached = await Qwen3VL.load(trained, { device: 'cpu', dtype: 'fp32' });
+    try {
+      await attached.loadAdapter(a1);
+      const records = await predict(attached, tokenizer, rows, data, { settings, batchSize: 3, maxNewTokens: MAX_NEW });
+      expect(records.map((r) => r.output)).toEqual(underU1.map((r) => r.text));
+    } finally {
+      attached.dispose();
+    }
+
+    expect(grounder.removeAdapter('u1')).toBe(true);
+    expect(grounder.removeAdapter('u1')).toBe(false);
+    const gone = await rejection(grounder.ground(imageOf(rows[0]!), rows[0]!.instruction, { user: 'u1' }));
+    expect(gone.code).toBe('UNKNOWN_ADAPTER');
+    expect(gone.message).toMatch(/adapters: u2/);
   });
 });
