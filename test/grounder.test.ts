@@ -132,10 +132,14 @@ describe('Grounder', () => {
     expect(new Set(alone.map((r) => r.text)).size).toBeGreaterThan(1); // answers depend on the sample
     batches.length = 0;
 
-    const calls = some.map((sample) => grounder.ground(imageOf(sample), sample.instruction));
+    const pieces: string[][] = some.map(() => []);
+    const calls = some.map((sample, i) => grounder.ground(imageOf(sample), sample.instruction, { onText: (delta) => pieces[i]!.push(delta) }));
     expect(grounder.pending).toBe(6);
     const together = await Promise.all(calls);
     expect(grounder.pending).toBe(0);
+    // Streamed pieces join to the answer exactly.
+    expect(pieces.map((p) => p.join(''))).toEqual(together.map((r) => r.text));
+    console.log(`streamed pieces per answer: ${pieces.map((p) => p.length).join(', ')}`);
     expect(batches.map((b) => b.size)).toEqual([4, 2]);
     expect(together.map((r) => r.text)).toEqual(alone.map((r) => r.text));
     expect(together.map((r) => r.tokens)).toEqual(alone.map((r) => r.tokens));

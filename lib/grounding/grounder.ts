@@ -10,7 +10,7 @@ import { basename } from 'node:path';
 import type { Sample } from '../data/types.js';
 import { fromGrid } from '../data/metrics.js';
 import { buildInstructionPrompt, parseAnswer, type AnswerStyle } from '../data/parse.js';
-import { Qwen3VL, type AdapterInfo, type GenerateOptions, type LoadCallOptions, type NamedTensors } from '../engine/model.js';
+import { Qwen3VL, type AdapterInfo, type GenerateOptions, type GenerateResult, type LoadCallOptions, type NamedTensors } from '../engine/model.js';
 import { PIGG_PIXELS, processImage, type ImageProcessorOptions } from '../processor/image.js';
 import { ImagePool, type ImageProcessor } from '../processor/image-pool.js';
 import { collate, encodeSample, toHostTensors, type EncodedSample } from '../processor/sample.js';
@@ -78,6 +78,11 @@ export interface GroundOptions {
   signal?: AbortSignal;
   /** Generation budget of this request (default the Grounder's). */
   maxNewTokens?: number;
+  /**
+   * Streaming: called with each new piece of the answer's text while it is decoded (held back at an incomplete
+   * UTF-8 character). The pieces joined are the result's `text`, exactly; the last may come just before the result.
+   */
+  onText?: (delta: string) => void;
 }
 
 export interface GroundResult {
@@ -126,6 +131,47 @@ interface Prepared {
   maxNewTokens: number;
   /** performance.now() at the call. */
   called: number;
+  onText?: (delta: string) => void;
+}
+
+/** One row's streamed text: tokens from generate's onStep, decoded as they come. */
+class TextStream {
+  private readonly ids: number[] = [];
+  private sent = '';
+  private done = false;
+
+  constructor(private readonly tokenizer: QwenTokenizer, private readonly eosIds: ReadonlySet<number>, private readonly limit: number,
+    private readonly emit: (delta: string) => void) {}
+
+  push(token: number): void {
+    if (this.done) return;
+    this.ids.push(token);
+    if (this.eosIds.has(token) || this.ids.length >= this.limit) this.done = true;
+    const text = this.tokenizer.decode(this.ids, { skipSpecialTokens: true });
+    if (!text.endsWith('\uFFFD')) this.send(text);
+  }
+
+  /** The final answer: what was not streamed yet; later steps are ignored. */
+  finish(text: string): void {
+    this.done = true;
+    this.send(text);
+  }
+
+  /** Aborted or failed: nothing more is streamed. */
+  close(): void {
+    this.done = true;
+  }
+
+  private send(text: string): void {
+    if (text.length <= this.sent.length || !text.startsWith(this.sent)) return;
+    const delta = text.slice(this.sent.length);
+    this.sent = text;
+    try {
+      this.emit(delta);
+    } catch (error) {
+      process.emitWarning(`Grounder onText threw: ${(error as Error).message}`);
+    }
+  }
 }
 
 export const CONSTRAIN_OPTIONS: readonly ConstrainOption[] = ['auto', 'pigg', 'qwen-json', 'point', 'none'];
@@ -251,7 +297,7 @@ export class Grounder implements AsyncDisposable {
         });
         const encoded = encodeSample(this.tokenizer, { id, images: [processed], prompt: buildInstructionPrompt(instruction, this.style) }, { mode: 'generate' });
         const { width, height } = processed.sourceSize;
-        return { encoded, width, height, adapter, maxNewTokens, called };
+        return { encoded, width, height, adapter, maxNewTokens, called, onText: options.onText };
       })();
       return this.batcher.submit(prepared, { signal: options.signal });
     } catch (error) {
@@ -383,20 +429,30 @@ export class Grounder implements AsyncDisposable {
     const options: GenerateOptions = { maxNewTokens: Math.max(...live.map(({ row }) => row.input.maxNewTokens)), signal };
     if (live.some(({ row }) => row.input.adapter !== null)) options.adapters = live.map(({ row }) => row.input.adapter);
     if (live.some(({ row }) => row.signal)) options.rowSignals = live.map(({ row }) => row.signal);
+    const streams = live.map(({ row }) => row.input.onText && new TextStream(this.tokenizer, this.eosIds, row.input.maxNewTokens, row.input.onText));
+    if (streams.some(Boolean)) options.onStep = (tokens) => tokens.forEach((token, r) => streams[r]?.push(token));
     const start = performance.now();
-    const result = await this.model.generate(inputs, options);
+    let result: GenerateResult;
+    try {
+      result = await this.model.generate(inputs, options);
+    } catch (error) {
+      for (const stream of streams) stream?.close();
+      throw error;
+    }
     const generateSeconds = (performance.now() - start) / 1000;
 
     let tokens = 0;
     live.forEach(({ row, i }, r) => {
       const { input } = row;
       if (result.aborted[r] || row.signal?.aborted) {
+        streams[r]?.close();
         out[i] = abortError('the request was aborted while it ran', row.signal?.reason);
         return;
       }
       const ids = this.generated(result.tokens[r]!, input.maxNewTokens);
       tokens += ids.length;
       const text = this.tokenizer.decode(ids, { skipSpecialTokens: true });
+      streams[r]?.finish(text);
       const answer = parseAnswer(text);
       out[i] = {
         x: fromGrid(answer.x, input.width),
