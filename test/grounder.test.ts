@@ -11,7 +11,7 @@ import { readDataset } from '../lib/data/manifest.js';
 import { writeSynthDataset } from '../lib/data/synth.js';
 import type { Sample } from '../lib/data/types.js';
 import { initRandomModel } from '../lib/engine/configs.js';
-import { Qwen3VL } from '../lib/engine/model.js';
+import { Qwen3VL, type GenerateResult } from '../lib/engine/model.js';
 import { modelBatch, type PromptSettings } from '../lib/experiments/inputs.js';
 import { predict } from '../lib/experiments/predict.js';
 import { runTrainGlobal } from '../lib/experiments/runs.js';
@@ -192,16 +192,19 @@ describe('Grounder', () => {
     // Aborted once its batch is running (right after generate was called): that row rejects, its neighbour answers.
     const running = new AbortController();
     const generate = grounder.model.generate.bind(grounder.model);
+    let engineResult: Promise<GenerateResult> | undefined;
     grounder.model.generate = (inputs, opts) => {
-      const result = generate(inputs, opts);
+      engineResult = generate(inputs, opts);
       running.abort();
-      return result;
+      return engineResult;
     };
     try {
       const stopped = grounder.ground(imageOf(a!), a!.instruction, { signal: running.signal });
       const neighbour = grounder.ground(imageOf(c!), c!.instruction);
       expect((await rejection(stopped)).name).toBe('AbortError');
       expect((await neighbour).text).toBe(alone[1]);
+      // The engine stopped that row itself (rowSignals), not only the Grounder's bookkeeping.
+      expect((await engineResult!).aborted).toEqual([true, false]);
     } finally {
       grounder.model.generate = generate;
     }
