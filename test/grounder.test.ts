@@ -234,6 +234,16 @@ describe('Grounder', () => {
     expect(bad.status).toBe('rejected');
   });
 
+  it('load reports progress up to 1 and an aborted load rejects with an AbortError', async () => {
+    const fractions: number[] = [];
+    const grounder = await Grounder.load(trained, { ...options, onProgress: (f) => fractions.push(f) });
+    await grounder[Symbol.asyncDispose]();
+    expect(fractions.at(-1)).toBe(1);
+    for (let i = 1; i < fractions.length; i++) expect(fractions[i]).toBeGreaterThanOrEqual(fractions[i - 1]!);
+    expect((await rejection(Grounder.load(trained, { ...options, signal: AbortSignal.abort() }))).name).toBe('AbortError');
+    expect((await rejection(Grounder.load(trained, { ...options, maxBatch: 0 }))).code).toBe('INVALID_ARGUMENT');
+  });
+
   it('dispose rejects queued requests and every later call with a clear error; fromModel leaves the model loaded', async () => {
     const grounder = await Grounder.load(trained, options);
     const sample = samples[0]!;
