@@ -10,7 +10,7 @@ import { basename } from 'node:path';
 import type { Sample } from '../data/types.js';
 import { fromGrid } from '../data/metrics.js';
 import { buildInstructionPrompt, parseAnswer, type AnswerStyle } from '../data/parse.js';
-import { Qwen3VL, type AdapterInfo, type GenerateOptions, type GenerateResult, type LoadCallOptions, type NamedTensors } from '../engine/model.js';
+import { Qwen3VL, type AdapterInfo, type GenerateOptions, type GenerateResult, type GrammarHandle, type GrammarTables, type VocabularyBytes, type LoadCallOptions, type NamedTensors } from '../engine/model.js';
 import { PIGG_PIXELS, processImage, type ImageProcessorOptions } from '../processor/image.js';
 import { ImagePool, type ImageProcessor } from '../processor/image-pool.js';
 import { collate, encodeSample, toHostTensors, type EncodedSample } from '../processor/sample.js';
@@ -174,6 +174,36 @@ class TextStream {
   }
 }
 
+// The answer grammars (lib/grounding/grammar.ts, contract §1), loaded where a Grounder constrains its answers.
+interface GrammarModule {
+  answerGrammar(style: Exclude<ConstrainOption, 'auto' | 'none'>): GrammarTables & { name: string };
+  tokenBytes(tokenizer: QwenTokenizer, vocabSize: number): VocabularyBytes;
+}
+const GRAMMAR_MODULE = './grammar.js';
+
+/** Every token's bytes, once per tokenizer and vocabulary size (150k tokens: worth keeping). */
+const vocabularies = new WeakMap<QwenTokenizer, Map<number, VocabularyBytes>>();
+/** Compiled grammars, once per model and grammar. */
+const handles = new WeakMap<Qwen3VL, Map<string, GrammarHandle>>();
+
+async function answerGrammarHandle(model: Qwen3VL, tokenizer: QwenTokenizer, style: Exclude<ConstrainOption, 'auto' | 'none'>,
+  vocabSize: number, eosIds: readonly number[]): Promise<GrammarHandle> {
+  const cached = handles.get(model)?.get(style);
+  if (cached) return cached;
+  const grammars = (await import(GRAMMAR_MODULE).catch((error: Error) => {
+    throw grounderError('INVALID_ARGUMENT', `constrained decoding is not available in this build (${error.message}); use constrain: 'none'`);
+  })) as GrammarModule;
+  let byVocab = vocabularies.get(tokenizer);
+  if (!byVocab) vocabularies.set(tokenizer, (byVocab = new Map()));
+  let vocabulary = byVocab.get(vocabSize);
+  if (!vocabulary) byVocab.set(vocabSize, (vocabulary = grammars.tokenBytes(tokenizer, vocabSize)));
+  const handle = model.createGrammar(grammars.answerGrammar(style), vocabulary, eosIds);
+  let byStyle = handles.get(model);
+  if (!byStyle) handles.set(model, (byStyle = new Map()));
+  byStyle.set(style, handle);
+  return handle;
+}
+
 export const CONSTRAIN_OPTIONS: readonly ConstrainOption[] = ['auto', 'pigg', 'qwen-json', 'point', 'none'];
 
 /** The grammar a Grounder decodes with: 'auto' is the style's own. */
@@ -210,6 +240,7 @@ export class Grounder implements AsyncDisposable {
     readonly tokenizer: QwenTokenizer,
     readonly modelName: string,
     eosIds: readonly number[],
+    private readonly grammar: GrammarHandle | null,
     settings: GrounderSettings,
     private readonly owned: { model: boolean; pool: ImagePool | null },
   ) {
@@ -258,12 +289,11 @@ export class Grounder implements AsyncDisposable {
   private static async create(model: Qwen3VL, tokenizer: QwenTokenizer, modelName: string | undefined, settings: GrounderSettings,
     ownsModel: boolean): Promise<Grounder> {
     const info = await model.info();
-    if (resolveConstrain(settings.constrain, settings.style ?? 'pigg') !== 'none') {
-      throw grounderError('INVALID_ARGUMENT', 'constrained decoding is not built yet: use constrain: \'none\'');
-    }
+    const constrain = resolveConstrain(settings.constrain, settings.style ?? 'pigg');
+    const grammar = constrain === 'none' ? null : await answerGrammarHandle(model, tokenizer, constrain, info.config.text.vocab, info.config.eosTokenIds);
     const pool = settings.images ? null : new ImagePool(settings.imageWorkers);
     try {
-      return new Grounder(model, tokenizer, modelName ?? basename(info.path), info.config.eosTokenIds, settings, { model: ownsModel, pool });
+      return new Grounder(model, tokenizer, modelName ?? basename(info.path), info.config.eosTokenIds, grammar, settings, { model: ownsModel, pool });
     } catch (error) {
       await pool?.close();
       throw error;
@@ -429,6 +459,7 @@ export class Grounder implements AsyncDisposable {
     const options: GenerateOptions = { maxNewTokens: Math.max(...live.map(({ row }) => row.input.maxNewTokens)), signal };
     if (live.some(({ row }) => row.input.adapter !== null)) options.adapters = live.map(({ row }) => row.input.adapter);
     if (live.some(({ row }) => row.signal)) options.rowSignals = live.map(({ row }) => row.signal);
+    if (this.grammar) options.grammars = live.map(() => this.grammar);
     const streams = live.map(({ row }) => row.input.onText && new TextStream(this.tokenizer, this.eosIds, row.input.maxNewTokens, row.input.onText));
     if (streams.some(Boolean)) options.onStep = (tokens) => tokens.forEach((token, r) => streams[r]?.push(token));
     const start = performance.now();
