@@ -140,15 +140,14 @@ describe('resampling against the PIL fixture', () => {
     expect(Array.from(resizePillowBicubic(image, 1, 2).data)).toEqual([1, 2, 3, 4, 5, 6]);
   });
 
-  it('resizes a 1080x2400 screenshot quickly', () => {
+  it('resizes a 1080x2400 screenshot to the smart-resize size, deterministically', () => {
+    // Its speed is measured in bench/pipeline.mjs, never asserted here.
     const big: RgbImage = { width: 1080, height: 2400, data: new Uint8Array(1080 * 2400 * 3).map((_, i) => (i * 7919) & 255) };
     for (const limits of [QWEN3_VL_PIXELS, PIGG_PIXELS]) {
       const [h, w] = smartResize(2400, 1080, 32, limits.minPixels, limits.maxPixels);
-      resizePillowBicubic(big, h, w);
-      const start = performance.now();
-      resizePillowBicubic(big, h, w);
-      // ~30-55 ms on the dev box; the bound leaves room for loaded CI machines.
-      expect(performance.now() - start).toBeLessThan(400);
+      const first = resizePillowBicubic(big, h, w);
+      expect([first.width, first.height, first.data.length]).toEqual([w, h, w * h * 3]);
+      expect(Buffer.from(resizePillowBicubic(big, h, w).data).equals(Buffer.from(first.data))).toBe(true);
     }
   });
 });
