@@ -11,5 +11,6 @@ import { register as demo } from './demo.js';
 import { register as synth } from './synth.js';
 import { register as visualize } from './visualize.js';
 import { register as report } from './report.js';
+import { register as serve } from './serve.js';
 
-export const commands: Array<(program: Command) => void> = [inspect, fixture, folds, convert, synth, preprocess, initRandom, experiments, demo, visualize, report];
+export const commands: Array<(program: Command) => void> = [inspect, fixture, folds, convert, synth, preprocess, initRandom, experiments, demo, visualize, report, serve];

@@ -1,0 +1,92 @@
+// `pigg serve`: a Grounder over HTTP (lib/serve). SIGTERM or SIGINT drains: the requests accepted are answered,
+// new ones get 503, then the process exits 0.
+import type { Command } from 'commander';
+import { ANSWER_STYLES, type AnswerStyle } from '../data/parse.js';
+import { CONSTRAIN_OPTIONS, DEFAULT_MAX_BATCH, DEFAULT_MAX_NEW_TOKENS, type ConstrainOption } from '../grounding/grounder.js';
+import { PIGG_PIXELS } from '../processor/image.js';
+import { defaultImageWorkers } from '../processor/image-pool.js';
+import { serve } from '../serve/serve.js';
+import { DEFAULT_HOST, DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_INSTRUCTION_LENGTH, DEFAULT_MAX_QUEUE, DEFAULT_PORT } from '../serve/server.js';
+import { action, choiceOption, integerOption } from './common.js';
+
+interface ServeFlags {
+  model: string;
+  adapters?: string;
+  host: string;
+  port: number;
+  maxBatch: number;
+  maxQueue: number;
+  device: string;
+  dtype?: 'fp32' | 'bf16';
+  threads?: number;
+  maxAdapterBytes?: number;
+  constrain: ConstrainOption;
+  style: AnswerStyle;
+  maxNewTokens: number;
+  minPixels: number;
+  maxPixels: number;
+  imageWorkers: number;
+  maxImageBytes: number;
+  maxInstructionLength: number;
+  drainTimeout: number;
+}
+
+const log = (line: string) => process.stderr.write(`pigg serve: ${line}\n`);
+
+export function register(program: Command): void {
+  program
+    .command('serve')
+    .description('serve a model (and per-user LoRA adapters) over HTTP: /v1/ground, OpenAI-compatible /v1/chat/completions, /metrics')
+    .requiredOption('--model <dir>', 'model folder')
+    .option('--adapters <dir>', 'a folder of adapters: each subfolder holding adapter_config.json is served under its folder name')
+    .option('--host <host>', 'address to listen on', DEFAULT_HOST)
+    .option('--port <n>', 'port (0: any free port)', integerOption('--port'), DEFAULT_PORT)
+    .option('--max-batch <n>', 'concurrent requests batched into one generate call', integerOption('--max-batch', 1), DEFAULT_MAX_BATCH)
+    .option('--max-queue <n>', 'requests queued or running at which new ones get 429', integerOption('--max-queue', 1), DEFAULT_MAX_QUEUE)
+    .option('--device <device>', 'cpu, cuda or cuda:N', 'cpu')
+    .option('--dtype <dtype>', 'compute dtype (default: bf16 on cuda, fp32 on cpu)', choiceOption('--dtype', ['fp32', 'bf16'] as const))
+    .option('--threads <n>', 'CPU threads for the engine', integerOption('--threads', 1))
+    .option('--max-adapter-bytes <n>', 'device bytes of adapters kept on the device, least recently used dropped first (default: no limit)', integerOption('--max-adapter-bytes'))
+    .option('--constrain <grammar>', 'constrained decoding: auto (the grammar of --style), pigg, qwen-json, point or none (free, as PIGG)', choiceOption('--constrain', CONSTRAIN_OPTIONS), 'auto')
+    .option('--style <style>', 'prompt and answer style', choiceOption('--style', ANSWER_STYLES), 'pigg')
+    .option('--max-new-tokens <n>', 'generation budget per request (and the most a request may ask for)', integerOption('--max-new-tokens', 1), DEFAULT_MAX_NEW_TOKENS)
+    .option('--min-pixels <n>', 'image min_pixels', integerOption('--min-pixels', 1), PIGG_PIXELS.minPixels)
+    .option('--max-pixels <n>', "image max_pixels (PIGG's 1280*28*28 by default)", integerOption('--max-pixels', 1), PIGG_PIXELS.maxPixels)
+    .option('--image-workers <n>', 'worker threads decoding and resizing images (0: the main thread)', integerOption('--image-workers'), defaultImageWorkers())
+    .option('--max-image-bytes <n>', 'bytes of a decoded image; more is 413', integerOption('--max-image-bytes', 1), DEFAULT_MAX_IMAGE_BYTES)
+    .option('--max-instruction-length <n>', 'characters of an instruction; more is 400', integerOption('--max-instruction-length', 1), DEFAULT_MAX_INSTRUCTION_LENGTH)
+    .option('--drain-timeout <ms>', 'on SIGTERM, abort the requests still running after this many ms', integerOption('--drain-timeout'), 120_000)
+    .action(action(async (flags: ServeFlags) => {
+      const dtype = flags.dtype ?? (flags.device.startsWith('cuda') ? 'bf16' : 'fp32');
+      log(`loading ${flags.model} on ${flags.device} (${dtype})`);
+      const serving = await serve({
+        model: flags.model,
+        adapters: flags.adapters,
+        host: flags.host,
+        port: flags.port,
+        maxQueue: flags.maxQueue,
+        maxImageBytes: flags.maxImageBytes,
+        maxInstructionLength: flags.maxInstructionLength,
+        drainTimeout: flags.drainTimeout,
+        grounder: {
+          device: flags.device, dtype, threads: flags.threads, style: flags.style, constrain: flags.constrain, maxBatch: flags.maxBatch,
+          maxNewTokens: flags.maxNewTokens, maxAdapterBytes: flags.maxAdapterBytes, imageWorkers: flags.imageWorkers,
+          image: { minPixels: flags.minPixels, maxPixels: flags.maxPixels },
+        },
+        onAdapter: (name, path) => log(`adapter ${name} from ${path}`),
+      });
+      const stop = (signal: string) => {
+        log(`${signal}: draining ${serving.inFlight} request(s); new requests get 503`);
+        serving.stop().then(() => {
+          log('stopped');
+          process.exit(0);
+        }, (error: Error) => {
+          log(`stopping failed: ${error.message}`);
+          process.exit(1);
+        });
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+      log(`listening on ${serving.url} (model ${serving.grounder.modelName}, ${serving.grounder.adapters().length} adapter(s), max batch ${flags.maxBatch}, max queue ${flags.maxQueue})`);
+    }));
+}

@@ -1,0 +1,166 @@
+// Request bodies of the HTTP API, checked into what Grounder.ground() takes: the image's bytes (base64 or a data
+// URI, within a decoded-size limit), the instruction (within a length limit), the adapter and the token budget.
+// Every failure is an ApiError with one message naming the field.
+import { ApiError, badRequest } from './errors.js';
+
+export interface RequestLimits {
+  /** Bytes of a decoded image. */
+  maxImageBytes: number;
+  /** Characters of an instruction. */
+  maxInstructionLength: number;
+  /** The largest token budget a request may ask for (the Grounder's). */
+  maxNewTokens: number;
+}
+
+export interface GroundCall {
+  image: Buffer;
+  instruction: string;
+  /** The adapter's name; null = the base model. */
+  user: string | null;
+  maxNewTokens?: number;
+}
+
+export interface ChatCall extends GroundCall {
+  /** The `model` the client named (echoed in the response). */
+  model: string;
+  stream: boolean;
+  includeUsage: boolean;
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+const BASE64URL = /^[A-Za-z0-9_-]*={0,2}$/;
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** The bytes of an image given as base64 or as a `data:<type>;base64,<data>` URI. */
+export function decodeImage(value: unknown, param: string, maxBytes: number): Buffer {
+  if (value === undefined || value === null || value === '') throw badRequest('missing_image', `no image: send ${param} as base64 or a data URI (data:image/png;base64,...)`, param);
+  if (typeof value !== 'string') throw badRequest('invalid_image', `${param} must be a string (base64 or a data URI), got ${Array.isArray(value) ? 'an array' : typeof value}`, param);
+  let data = value;
+  if (value.startsWith('data:')) {
+    const comma = value.indexOf(',');
+    const header = comma < 0 ? value : value.slice(5, comma);
+    if (comma < 0 || !header.split(';').includes('base64')) {
+      throw badRequest('invalid_image', `${param} is a data URI without ';base64,' data; send the image base64-encoded (data:image/png;base64,...)`, param);
+    }
+    data = value.slice(comma + 1);
+  } else if (/^(https?|file):/i.test(value)) {
+    throw badRequest('invalid_image', `${param} is a URL; this server does not fetch images: send the image itself as a data URI (data:image/png;base64,...)`, param);
+  }
+  data = data.replace(/\s+/g, '');
+  if (data.length === 0) throw badRequest('missing_image', `no image: ${param} holds no data`, param);
+  if (!BASE64.test(data) && !BASE64URL.test(data)) throw badRequest('invalid_image', `${param} is not valid base64`, param);
+  const padding = data.endsWith('==') ? 2 : data.endsWith('=') ? 1 : 0;
+  const bytes = Math.floor((data.length * 3) / 4) - padding;
+  if (bytes > maxBytes) {
+    throw new ApiError(413, 'image_too_large', `the image is ${bytes} bytes, over the limit of ${maxBytes} bytes`, param);
+  }
+  return Buffer.from(data, BASE64.test(data) ? 'base64' : 'base64url');
+}
+
+function instructionOf(value: unknown, param: string, limits: RequestLimits): string {
+  if (value === undefined || value === null) throw badRequest('missing_instruction', `no instruction: send ${param} as a non-empty string`, param);
+  if (typeof value !== 'string') throw badRequest('invalid_instruction', `${param} must be a string, got ${typeof value}`, param);
+  if (value.trim() === '') throw badRequest('missing_instruction', `the instruction (${param}) is empty`, param);
+  if (value.length > limits.maxInstructionLength) {
+    throw badRequest('instruction_too_long', `the instruction is ${value.length} characters, over the limit of ${limits.maxInstructionLength}`, param);
+  }
+  return value;
+}
+
+function tokensOf(value: unknown, param: string, limits: RequestLimits): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) throw badRequest('invalid_max_tokens', `${param} must be a positive integer, got ${JSON.stringify(value)}`, param);
+  if (value > limits.maxNewTokens) {
+    throw badRequest('invalid_max_tokens', `${param} ${value} is over this server's limit of ${limits.maxNewTokens} new tokens`, param);
+  }
+  return value;
+}
+
+function bodyObject(body: unknown): Record<string, unknown> {
+  if (!isObject(body)) throw badRequest('invalid_body', `the request body must be a JSON object, got ${body === null ? 'null' : Array.isArray(body) ? 'an array' : typeof body}`);
+  return body;
+}
+
+/** POST /v1/ground: {image, instruction, user?, max_new_tokens?}. */
+export function parseGroundRequest(body: unknown, limits: RequestLimits): GroundCall {
+  const b = bodyObject(body);
+  const instruction = instructionOf(b.instruction, 'instruction', limits);
+  if (b.user !== undefined && b.user !== null && (typeof b.user !== 'string' || b.user === '')) {
+    throw badRequest('invalid_user', 'user must be a non-empty string (an adapter name) or null', 'user');
+  }
+  const maxNewTokens = tokensOf(b.max_new_tokens, 'max_new_tokens', limits);
+  const image = decodeImage(b.image, 'image', limits.maxImageBytes);
+  return { image, instruction, user: (b.user as string | undefined) ?? null, maxNewTokens };
+}
+
+interface ContentPart {
+  type?: unknown;
+  text?: unknown;
+  image_url?: unknown;
+}
+
+/**
+ * POST /v1/chat/completions: `model` names an adapter (or the base model), the instruction is the text of the last
+ * user message and the image its image_url part (or, failing that, the latest image of an earlier user message).
+ */
+export function parseChatRequest(body: unknown, limits: RequestLimits, baseModel: string): ChatCall {
+  const b = bodyObject(body);
+  if (b.model !== undefined && typeof b.model !== 'string') throw badRequest('invalid_model', 'model must be a string: an adapter name or the base model\'s name', 'model');
+  const model = (b.model as string | undefined) ?? baseModel;
+  if (!Array.isArray(b.messages) || b.messages.length === 0) throw badRequest('missing_messages', 'messages must be a non-empty array', 'messages');
+  if (b.n !== undefined && b.n !== null && b.n !== 1) throw badRequest('invalid_n', 'n must be 1: this server answers with one choice', 'n');
+  if (b.stream !== undefined && b.stream !== null && typeof b.stream !== 'boolean') throw badRequest('invalid_stream', 'stream must be a boolean', 'stream');
+  const messages = b.messages as unknown[];
+  messages.forEach((m, i) => {
+    if (!isObject(m) || typeof m.role !== 'string') throw badRequest('invalid_message', `messages[${i}] must be an object with a role`, `messages[${i}]`);
+  });
+  const userIndexes = messages.flatMap((m, i) => ((m as { role: string }).role === 'user' ? [i] : []));
+  if (userIndexes.length === 0) throw badRequest('missing_instruction', 'no user message: the instruction is the text of the last user message', 'messages');
+
+  const parts = (index: number): ContentPart[] => {
+    const content = (messages[index] as { content?: unknown }).content;
+    if (typeof content === 'string') return [{ type: 'text', text: content }];
+    if (!Array.isArray(content)) throw badRequest('invalid_message', `messages[${index}].content must be a string or an array of content parts`, `messages[${index}].content`);
+    return content.map((part, j) => {
+      if (!isObject(part)) throw badRequest('invalid_message', `messages[${index}].content[${j}] must be an object`, `messages[${index}].content[${j}]`);
+      return part as ContentPart;
+    });
+  };
+
+  const last = userIndexes.at(-1)!;
+  const texts = parts(last).flatMap((p, j) => {
+    if (p.type !== 'text') return [];
+    if (typeof p.text !== 'string') throw badRequest('invalid_message', `messages[${last}].content[${j}].text must be a string`, `messages[${last}].content[${j}].text`);
+    return [p.text];
+  });
+  const instruction = instructionOf(texts.length === 0 ? undefined : texts.join('\n'), `messages[${last}].content`, limits);
+
+  let image: { url: unknown; param: string } | null = null;
+  for (const index of [...userIndexes].reverse()) {
+    const found = parts(index).map((p, j) => ({ p, j })).filter(({ p }) => p.type === 'image_url');
+    if (found.length > 1) throw badRequest('too_many_images', `messages[${index}] has ${found.length} images; send one screenshot`, `messages[${index}].content`);
+    if (found.length === 1) {
+      const { p, j } = found[0]!;
+      const param = `messages[${index}].content[${j}].image_url`;
+      const url = isObject(p.image_url) ? p.image_url.url : p.image_url;
+      image = { url, param: isObject(p.image_url) ? `${param}.url` : param };
+      break;
+    }
+  }
+  if (!image) throw badRequest('missing_image', 'no image: send the screenshot as an image_url content part with a data URI (data:image/png;base64,...)', 'messages');
+  const maxTokens = b.max_completion_tokens ?? b.max_tokens;
+  const maxNewTokens = tokensOf(maxTokens, b.max_completion_tokens !== undefined ? 'max_completion_tokens' : 'max_tokens', limits);
+  const streamOptions = isObject(b.stream_options) ? b.stream_options : {};
+  return {
+    image: decodeImage(image.url, image.param, limits.maxImageBytes),
+    instruction,
+    user: model === baseModel ? null : model,
+    model,
+    maxNewTokens,
+    stream: b.stream === true,
+    includeUsage: streamOptions.include_usage === true,
+  };
+}
