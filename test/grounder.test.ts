@@ -2,9 +2,10 @@
 // tensors, generate, special-token decoding) and predict()'s record; concurrent calls batch into one generate call
 // and answer as one-at-a-time calls do; grid -> pixel mapping against the image's size; aborts, unknown users and
 // dispose.
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readDataset } from '../lib/data/manifest.js';
@@ -18,6 +19,7 @@ import { runTrainGlobal } from '../lib/experiments/runs.js';
 import { Grounder, type BatchStats, type GroundResult } from '../lib/grounding/grounder.js';
 import { QwenTokenizer } from '../lib/processor/tokenizer.js';
 
+const cli = join(resolve(import.meta.dirname, '..'), 'dist', 'cli', 'index.js');
 const work = mkdtempSync(join(tmpdir(), 'pigg-grounder-'));
 const data = join(work, 'data');
 const base = join(work, 'base');
@@ -304,5 +306,70 @@ describe('Grounder', () => {
     const gone = await rejection(grounder.ground(imageOf(rows[0]!), rows[0]!.instruction, { user: 'u1' }));
     expect(gone.code).toBe('UNKNOWN_ADAPTER');
     expect(gone.message).toMatch(/adapters: u2/);
+  });
+
+  // Constrained decoding (lib/grounding/grammar.ts) on the untrained model, whose free answers are "\n" repeated.
+  describe('constrained', () => {
+    /** The most bytes an answer of the grammar can have (its DFA is finite), or Infinity when it loops. */
+    function longestAnswer(grammar: { states: number; start: number; transitions: Int32Array; accepting: Uint8Array }): number {
+      const memo = new Map<number, number>();
+      const visiting = new Set<number>();
+      const longest = (state: number): number => {
+        if (memo.has(state)) return memo.get(state)!;
+        if (visiting.has(state)) return Number.POSITIVE_INFINITY;
+        visiting.add(state);
+        let best = grammar.accepting[state] ? 0 : Number.NEGATIVE_INFINITY;
+        for (let byte = 0; byte < 256; byte++) {
+          const next = grammar.transitions[state * 256 + byte]!;
+          if (next >= 0) best = Math.max(best, 1 + longest(next));
+        }
+        visiting.delete(state);
+        memo.set(state, best);
+        return best;
+      };
+      return longest(grammar.start);
+    }
+
+    for (const [style, constrain] of [['pigg', 'auto'], ['qwen-json', 'auto'], ['pigg', 'point']] as const) {
+      it(`${style} prompt, constrain ${constrain}: 20 answers all parse, in the grid, and stop before the budget`, async () => {
+        const { answerGrammar } = await import('../lib/grounding/grammar.js');
+        const grammarName = constrain === 'auto' ? style : constrain;
+        const longest = longestAnswer(answerGrammar(grammarName));
+        // Free decoding never stops within this budget on the untrained model; the grammar ends every answer.
+        const budget = Number.isFinite(longest) ? Math.min(longest + 2, 400) : 400;
+        const twenty = samples.slice(0, 20);
+        await using free = await Grounder.load(base, { ...options, style, maxNewTokens: budget, maxBatch: 10 });
+        const unconstrained = await free.groundSamples(twenty.slice(0, 2), data);
+        expect(unconstrained.map((r) => r.tokens)).toEqual([budget, budget]);
+
+        await using grounder = await Grounder.load(base, { ...options, style, constrain, maxNewTokens: budget, maxBatch: 10 });
+        expect(grounder.constrain).toBe(grammarName);
+        const results = await grounder.groundSamples(twenty, data);
+        for (const [i, r] of results.entries()) {
+          expect(r.parsed, r.text).toBe(true);
+          for (const v of [r.grid.x, r.grid.y]) {
+            expect(Number.isInteger(v)).toBe(true);
+            expect(v).toBeGreaterThanOrEqual(0);
+            expect(v).toBeLessThanOrEqual(1000);
+          }
+          expect(r.x).toBe((r.grid.x / 1000) * twenty[i]!.width);
+          expect(r.tokens).toBeLessThan(budget);
+        }
+        console.log(`${style}/${constrain}: longest answer ${longest} bytes; tokens ${results.map((r) => r.tokens).join(' ')}; e.g. ${JSON.stringify(results[0]!.text)}`);
+      });
+    }
+
+    it('pigg eval: --constrain pigg answers always parse; without the flag it decodes freely, as PIGG', () => {
+      const out = join(work, 'eval');
+      const evalRun = (name: string, extra: string[]) => {
+        execFileSync(process.execPath, [cli, 'eval', '--model', base, '--data', data, '--users', '1', '--out', out, '--name', name,
+          '--max-pixels', String(IMAGE.maxPixels), '--max-new-tokens', '150', '--batch', '5', '--image-workers', '0', ...extra], { stdio: 'pipe' });
+        return JSON.parse(readFileSync(join(out, name, 'summary.json'), 'utf8')).overall as { n: number; parse_failures: number };
+      };
+      const constrained = evalRun('constrained', ['--constrain', 'pigg']);
+      expect(constrained).toMatchObject({ n: 10, parse_failures: 0 });
+      const free = evalRun('free', []);
+      expect(free).toMatchObject({ n: 10, parse_failures: 10 }); // the untrained model's "\n\n..." never parses
+    });
   });
 });
