@@ -35,6 +35,7 @@ const settings: PromptSettings = { style: 'pigg', image: IMAGE };
 const MAX_NEW = 24;
 /** The slow path: the untrained model decodes "\n" freely until its budget. */
 const SLOW = 512;
+/** Free decoding for the answer checks: on these briefly trained adapters free answers vary from sample to sample. */
 const CONSTRAIN = 'none' as const;
 const MAX_IMAGE_BYTES = 2 ** 20;
 
@@ -79,9 +80,11 @@ beforeAll(async () => {
   await trainAdapter(join(adaptersDir, 'u2'), '2', 8);
   // The offline answers, from the CLI: pigg eval [--adapter DIR] on both users' samples.
   const out = join(work, 'eval');
-  for (const [name, adapter] of [['base', null], ['u1', join(adaptersDir, 'u1')], ['u2', join(adaptersDir, 'u2')]] as const) {
+  const runs = [['base', null, CONSTRAIN], ['u1', join(adaptersDir, 'u1'), CONSTRAIN], ['u2', join(adaptersDir, 'u2'), CONSTRAIN],
+    ['u1-auto', join(adaptersDir, 'u1'), 'auto']] as const;
+  for (const [name, adapter, constrain] of runs) {
     const result = await run(['eval', '--model', base, '--data', data, '--users', '1-2', '--name', name, '--out', out, '--max-new-tokens', String(MAX_NEW),
-      '--constrain', CONSTRAIN, '--batch', '4', ...engineFlags, ...(adapter ? ['--adapter', adapter] : [])]);
+      '--constrain', constrain, '--batch', '4', ...engineFlags, ...(adapter ? ['--adapter', adapter] : [])]);
     expect(result.code, result.stderr).toBe(0);
     offline[name] = new Map();
     for (const user of ['1', '2']) {
@@ -305,6 +308,33 @@ describe('pigg serve with two adapters', () => {
     expect(metric(text, 'pigg_adapters{where="host"}')).toBe(2);
     expect(metric(text, 'pigg_queue_depth')).toBe(0);
     expect(metric(text, 'process_resident_memory_bytes')).toBeGreaterThan(0);
+  });
+});
+
+describe('pigg serve with its defaults (constrained decoding)', () => {
+  it('every answer parses, and equals pigg eval --constrain auto --adapter', async () => {
+    const server = await serve({ model: base, adapters: adaptersDir, port: 0, grounder: { device: 'cpu', dtype: 'fp32', image: IMAGE, maxNewTokens: MAX_NEW, imageWorkers: 0 } });
+    try {
+      expect(server.grounder.constrain).toBe('pigg');
+      const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'anything', maxRetries: 0 });
+      const answers = await Promise.all(samples.map(async (sample, i) => {
+        if (i % 2 === 0) {
+          const completion = await client.chat.completions.create({ model: 'u1', messages: chatMessages(sample) });
+          return (completion as unknown as { grounding: GroundResult }).grounding;
+        }
+        const response = await post(`${server.url}/v1/ground`, { image: dataUri(sample), instruction: sample.instruction, user: 'u1' });
+        return (await response.json()) as GroundResult;
+      }));
+      for (const [i, sample] of samples.entries()) {
+        const expected = offline['u1-auto']!.get(sample.id)!;
+        expect(answers[i]!.parsed, expected.output).toBe(true);
+        expect([answers[i]!.grid.x, answers[i]!.grid.y]).toEqual(expected.pred);
+      }
+      const plain = await client.chat.completions.create({ model: 'u1', messages: chatMessages(samples[3]!) });
+      expect(plain.choices[0]!.message.content).toBe(offline['u1-auto']!.get(samples[3]!.id)!.output);
+    } finally {
+      await server.stop();
+    }
   });
 });
 
