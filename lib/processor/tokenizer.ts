@@ -147,6 +147,14 @@ export class QwenTokenizer {
     return id;
   }
 
+  /**
+   * The vocabulary as tokenizer.json stores it: each regular token's string (byte-level BPE: GPT-2's
+   * byte-to-unicode form of its bytes) → id, and the ids of the added tokens (special or not).
+   */
+  vocabulary(): { tokens: ReadonlyMap<string, number>; added: readonly number[] } {
+    return { tokens: this.tokenizer.get_vocab(false), added: [...this.tokenizer.get_added_tokens_decoder().keys()] };
+  }
+
   /** Renders the chat template exactly as transformers' apply_chat_template(tokenize=False). */
   applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions = {}): string {
     if (messages.length === 0) throw new Error('applyChatTemplate needs at least one message');
