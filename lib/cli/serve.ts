@@ -59,34 +59,49 @@ export function register(program: Command): void {
     .action(action(async (flags: ServeFlags) => {
       const dtype = flags.dtype ?? (flags.device.startsWith('cuda') ? 'bf16' : 'fp32');
       log(`loading ${flags.model} on ${flags.device} (${dtype})`);
-      const serving = await serve({
-        model: flags.model,
-        adapters: flags.adapters,
-        host: flags.host,
-        port: flags.port,
-        maxQueue: flags.maxQueue,
-        maxImageBytes: flags.maxImageBytes,
-        maxInstructionLength: flags.maxInstructionLength,
-        drainTimeout: flags.drainTimeout,
-        grounder: {
-          device: flags.device, dtype, threads: flags.threads, style: flags.style, constrain: flags.constrain, maxBatch: flags.maxBatch,
-          maxNewTokens: flags.maxNewTokens, maxAdapterBytes: flags.maxAdapterBytes, imageWorkers: flags.imageWorkers,
-          image: { minPixels: flags.minPixels, maxPixels: flags.maxPixels },
-        },
-        onAdapter: (name, path) => log(`adapter ${name} from ${path}`),
-      });
-      const stop = (signal: string) => {
-        log(`${signal}: draining ${serving.inFlight} request(s); new requests get 503`);
-        serving.stop().then(() => {
-          log('stopped');
-          process.exit(0);
-        }, (error: Error) => {
-          log(`stopping failed: ${error.message}`);
-          process.exit(1);
-        });
+      // A signal while loading stops the load; once serving, it drains.
+      const loading = new AbortController();
+      let stop = (signal: string) => {
+        log(`${signal} while loading: stopping`);
+        loading.abort();
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
+      const exit = (code: number, line: string) => {
+        log(line);
+        process.exit(code);
+      };
+      let serving: Awaited<ReturnType<typeof serve>>;
+      try {
+        serving = await serve({
+          model: flags.model,
+          adapters: flags.adapters,
+          host: flags.host,
+          port: flags.port,
+          maxQueue: flags.maxQueue,
+          maxImageBytes: flags.maxImageBytes,
+          maxInstructionLength: flags.maxInstructionLength,
+          drainTimeout: flags.drainTimeout,
+          grounder: {
+            device: flags.device, dtype, threads: flags.threads, style: flags.style, constrain: flags.constrain, maxBatch: flags.maxBatch,
+            maxNewTokens: flags.maxNewTokens, maxAdapterBytes: flags.maxAdapterBytes, imageWorkers: flags.imageWorkers,
+            image: { minPixels: flags.minPixels, maxPixels: flags.maxPixels }, signal: loading.signal,
+          },
+          onAdapter: (name, path) => log(`adapter ${name} from ${path}`),
+        });
+      } catch (error) {
+        if (loading.signal.aborted) exit(0, 'stopped');
+        throw error;
+      }
+      stop = (signal: string) => {
+        log(`${signal}: draining ${serving.inFlight} request(s); new requests get 503`);
+        serving.stop().then(() => exit(0, 'stopped'), (error: Error) => exit(1, `stopping failed: ${error.message}`));
+      };
+      // A signal that came after the weights had loaded (while adding adapters, say): stop now.
+      if (loading.signal.aborted) {
+        stop('signal');
+        return;
+      }
       log(`listening on ${serving.url} (model ${serving.grounder.modelName}, ${serving.grounder.adapters().length} adapter(s), max batch ${flags.maxBatch}, max queue ${flags.maxQueue})`);
     }));
 }
