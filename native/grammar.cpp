@@ -47,7 +47,10 @@ at::Tensor Grammar::mask(int32_t state, at::Device device) const {
   std::lock_guard<std::mutex> lock(mutex_);
   const auto key = std::make_pair(state, device.str());
   auto it = masks_.find(key);
-  if (it != masks_.end()) return it->second;
+  if (it != masks_.end()) {
+    it->second.lastUse = ++uses_;
+    return it->second.mask;
+  }
   at::Tensor allowed = at::zeros({tables_.vocabSize}, at::kBool);
   bool* data = allowed.data_ptr<bool>();
   bool any = false;
@@ -56,7 +59,13 @@ at::Tensor Grammar::mask(int32_t state, at::Device device) const {
     any = any || data[token];
   }
   for (int64_t id : tables_.eosIds) data[id] = tables_.accepting[state] || !any;
-  return masks_[key] = allowed.to(device);
+  const size_t capacity = static_cast<size_t>(std::max<int64_t>(1, kMaskCacheBytes / tables_.vocabSize));
+  if (masks_.size() >= capacity) {
+    masks_.erase(std::min_element(masks_.begin(), masks_.end(), [](const auto& a, const auto& b) { return a.second.lastUse < b.second.lastUse; }));
+  }
+  const at::Tensor onDevice = allowed.to(device);
+  masks_[key] = CachedMask{onDevice, ++uses_};
+  return onDevice;
 }
 
 }  // namespace pigg

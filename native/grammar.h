@@ -5,6 +5,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <string>
@@ -27,11 +28,20 @@ class Grammar {
   at::Tensor mask(int32_t state, at::Device device) const;
   int32_t states() const { return tables_.states; }
 
+  // Device bytes of cached masks at most (a long free-text grammar has thousands of states); the least recently
+  // used mask goes first, and is rebuilt (milliseconds) when its state comes back.
+  static constexpr int64_t kMaskCacheBytes = int64_t{96} << 20;
+
  private:
+  struct CachedMask {
+    at::Tensor mask;
+    uint64_t lastUse = 0;
+  };
   int32_t walk(int32_t state, int64_t token) const;
   GrammarTables tables_;
   mutable std::mutex mutex_;
-  mutable std::map<std::pair<int32_t, std::string>, at::Tensor> masks_;  // (state, device) -> mask
+  mutable std::map<std::pair<int32_t, std::string>, CachedMask> masks_;  // (state, device) -> mask
+  mutable uint64_t uses_ = 0;
 };
 
 }  // namespace pigg

@@ -1,12 +1,17 @@
 // The engine's serving features on the tiny fixture models (CPU, fp32): named adapters beside the base weights
 // with per-row selection in one generate batch (against the single-adapter path), aborting calls and rows
-// (the model stays usable), load progress, and the per-call timing and abort flags.
+// (the model stays usable), load progress, streaming, the per-call timing and abort flags, and constrained
+// decoding against the TypeScript reference masks.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initRandomModel } from '../lib/engine/configs.js';
 import { Qwen3VL, type GenerateOptions, type NamedTensors } from '../lib/engine/model.js';
+import { parseAnswer } from '../lib/data/parse.js';
+import { advanceState, allowedTokens, answerGrammar, tokenBytes } from '../lib/grounding/grammar.js';
+import { QwenTokenizer } from '../lib/processor/tokenizer.js';
 import { readSafetensors } from '../lib/safetensors.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/qwen3vl-tiny/', import.meta.url));
@@ -210,6 +215,64 @@ describe('streaming', () => {
       for (let i = 0; i < 20 && steps.length < result.tokens[0]!.length; i++) await new Promise((resolve) => setImmediate(resolve));
       expect(steps.length).toBe(8);
       expect([0, 1].map((row) => steps.map((step) => step[row]))).toEqual(result.tokens);
+    });
+  });
+});
+
+describe('constrained decoding', () => {
+  it('every step picks the best token the reference mask allows, and every answer parses', async () => {
+    // A tiny random model with the real vocabulary: unconstrained, its answers are noise.
+    const dir = join(root, 'tiny-real-vocab');
+    await initRandomModel('tiny', dir, { dtype: 'fp32', seed: 3 });
+    const tokenizer = QwenTokenizer.fromDir(dir);
+    const model = await Qwen3VL.load(dir, { dtype: 'fp32' });
+    try {
+      const vocabulary = tokenBytes(tokenizer, (await model.info()).config.text.vocab);
+      const eos = [...tokenizer.eosIds];
+      const batch = prompts('c_text_only'); // text-only prompts; their ids exist in every Qwen vocabulary
+      const visited = new Set<string>();
+      for (const style of ['pigg', 'qwen-json', 'point'] as const) {
+        const grammar = answerGrammar(style, { maxReferringBytes: 24 });
+        const handle = model.createGrammar(grammar, vocabulary, eos);
+        const result = await model.generate(batch, { maxNewTokens: 200, eosTokenIds: eos, returnStepLogits: true, grammars: [handle, handle] });
+        const logits = result.tensors['generate.step_logits'];
+        const [, steps, vocab] = logits.shape;
+        result.tokens.forEach((row, r) => {
+          let state = grammar.start;
+          let step = 0;
+          for (; step < steps; step++) {
+            visited.add(`${style}:${state}`);
+            const allowed = allowedTokens(grammar, vocabulary, state, eos);
+            const stepLogits = (logits.data as Float32Array).subarray((r * steps + step) * vocab, (r * steps + step + 1) * vocab);
+            let best = -1;
+            for (let t = 0; t < vocab; t++) if (allowed[t] && (best < 0 || stepLogits[t]! > stepLogits[best]!)) best = t;
+            expect(row[step], `${style} row ${r} step ${step}`).toBe(best);
+            if (eos.includes(best)) break;
+            state = advanceState(grammar, vocabulary, state, best);
+          }
+          expect(eos).toContain(row[step]);
+          const answer = parseAnswer(tokenizer.decode(row, { skipSpecialTokens: true }));
+          expect(answer.ok, `${style} row ${r}`).toBe(true);
+          for (const v of [answer.x, answer.y]) expect(Number.isInteger(v) && v >= 0 && v <= 1000).toBe(true);
+        });
+      }
+      // The walk went through many states (the free-text referring included), not just a fixed path.
+      expect(visited.size).toBeGreaterThan(40);
+      await expect(model.generate(batch, { maxNewTokens: 8, grammars: [null] })).rejects.toThrow('grammars must have one entry per row (2), got 1');
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('a grammar built for another vocabulary, or with bad tables, is a clear error', async () => {
+    await withModel(async (model) => {
+      const vocabulary = tokenBytes(QwenTokenizer.bundled(), 151_936);
+      const handle = model.createGrammar(answerGrammar('point'), vocabulary, [151_645]);
+      await expect(model.generate(prompts('c_text_only'), { maxNewTokens: 4, eosTokenIds: [151_645], grammars: [handle, null] }))
+        .rejects.toThrow('the grammar was built for a vocabulary of 151936 tokens, the model has 2048');
+      const grammar = answerGrammar('point');
+      expect(() => model.createGrammar({ ...grammar, start: grammar.states }, vocabulary, [151_645])).toThrow(/start state \d+ is out of range/);
+      expect(() => model.createGrammar(grammar, vocabulary, [])).toThrow('constrained decoding needs at least one EOS id');
     });
   });
 });
