@@ -211,6 +211,8 @@ TrainerOptions trainerOptionsFrom(const std::string& text) {
     o.loraOptions.alpha = l.value("alpha", o.loraOptions.alpha);
     o.loraOptions.dropout = l.value("dropout", o.loraOptions.dropout);
     if (l.contains("targets")) o.loraOptions.targets = l["targets"].get<std::vector<std::string>>();
+    o.loraInit = l.value("init", std::string());
+    o.loraAside = l.value("aside", false);
   }
   return o;
 }

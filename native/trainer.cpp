@@ -100,14 +100,50 @@ Trainer::Trainer(Qwen3VL& model, const TrainerOptions& options)
     if (trainable) registerParameter(name, tensor);
   }
   if (options.lora) {
-    attachLora(model.text(), options.loraOptions, generator_);
-    for (auto& [name, linear] : loraTargets(model.text(), options.loraOptions.targets)) {
+    if (options.loraAside && !spec.loraOnly) throw Error("loraAside trains beside inference, so the base model must stay frozen (loraOnly)");
+    if (!options.loraInit.empty()) {
+      // Continue from an adapter: its weights, rank, alpha and targets (the dropout stays this run's).
+      const LoraWeights init = readLoraAdapter(model.text(), options.loraInit);
+      options_.loraOptions.rank = init.options.rank;
+      options_.loraOptions.alpha = init.options.alpha;
+      options_.loraOptions.targets = init.options.targets;
+      attachLora(model.text(), options_.loraOptions, generator_);
+      const auto linears = decoderLinears(model.text());
+      for (size_t i = 0; i < linears.size(); ++i) {
+        if (!linears[i].second->hasLora()) continue;
+        if (!init.a[i].defined()) throw Error(options.loraInit + ": the adapter has no weights for " + linears[i].first);
+        linears[i].second->loraA.copy_(init.a[i]);
+        linears[i].second->loraB.copy_(init.b[i]);
+      }
+    } else {
+      attachLora(model.text(), options_.loraOptions, generator_);
+    }
+    for (auto& [name, linear] : loraTargets(model.text(), options_.loraOptions.targets)) {
       registerParameter(name + ".lora_A.weight", linear->loraA);
       registerParameter(name + ".lora_B.weight", linear->loraB);
+      if (options.loraAside) aside_.push_back({linear, Linear{}});
     }
     std::fill(layerTrainable_.begin(), layerTrainable_.end(), true);
+    swapAside();  // aside: the adapter leaves the layers now, and comes back only inside this trainer's calls
   }
   if (parameters_.empty()) throw Error("the trainable-parameter setup leaves nothing to train");
+}
+
+// Nested scopes (saveState saves the adapter through save) swap only at the outermost one.
+Trainer::AsideScope::AsideScope(Trainer& trainer) : trainer_(trainer) {
+  if (trainer_.asideDepth_++ == 0) trainer_.swapAside();
+}
+Trainer::AsideScope::~AsideScope() {
+  if (--trainer_.asideDepth_ == 0) trainer_.swapAside();
+}
+
+void Trainer::swapAside() {
+  for (auto& entry : aside_) {
+    std::swap(entry.linear->loraA, entry.held.loraA);
+    std::swap(entry.linear->loraB, entry.held.loraB);
+    std::swap(entry.linear->loraScale, entry.held.loraScale);
+    std::swap(entry.linear->loraDropout, entry.held.loraDropout);
+  }
 }
 
 void Trainer::registerParameter(const std::string& name, const at::Tensor& value) {
@@ -243,6 +279,7 @@ double Trainer::forwardBackward(const ModelInputs& batch, double scale, int64_t*
 }
 
 TensorMap Trainer::gradients(const ModelInputs& batch, const std::vector<std::string>& names) {
+  AsideScope aside(*this);
   for (auto& p : parameters_) p.value.mutable_grad().reset();
   int64_t tokens = 0;
   forwardBackward(batch, 1.0, &tokens);
@@ -258,6 +295,7 @@ TensorMap Trainer::gradients(const ModelInputs& batch, const std::vector<std::st
 }
 
 StepReport Trainer::step(const std::vector<ModelInputs>& microBatches) {
+  AsideScope aside(*this);
   if (microBatches.empty()) throw Error("a training step needs at least one micro-batch");
   const auto start = std::chrono::steady_clock::now();
   for (auto& p : parameters_) p.value.mutable_grad().reset();
@@ -374,6 +412,7 @@ void Trainer::applyAdamW(double lr) {
 }
 
 void Trainer::save(const std::string& dir, bool mergeAdapter) {
+  AsideScope aside(*this);
   at::NoGradGuard noGrad;
   const bool baseTrains = std::any_of(parameters_.begin(), parameters_.end(), [](const Parameter& p) { return !isLoraName(p.name); });
   if (options_.lora && !mergeAdapter && !baseTrains) {
@@ -401,6 +440,7 @@ void Trainer::save(const std::string& dir, bool mergeAdapter) {
 }
 
 void Trainer::saveState(const std::string& dir) {
+  AsideScope aside(*this);
   at::NoGradGuard noGrad;
   writeFolderAtomically(dir, [&](const std::string& temp) {
     save(temp + (options_.lora ? "/adapter" : "/model"));
@@ -428,6 +468,7 @@ void Trainer::saveState(const std::string& dir) {
 }
 
 void Trainer::loadState(const std::string& dir) {
+  AsideScope aside(*this);
   namespace fs = std::filesystem;
   const fs::path statePath = fs::path(dir) / "trainer_state.json";
   const json state = readJsonFile(statePath.string(), "is " + dir + " a saved training state?");

@@ -44,6 +44,11 @@ struct TrainerOptions {
   TrainableSpec trainable;
   bool lora = false;
   LoraOptions loraOptions;
+  // LoRA only: a PEFT adapter folder to start from (its rank, alpha and targets replace loraOptions').
+  std::string loraInit;
+  // LoRA only, base frozen: the adapter is in the layers only during this trainer's own calls, so the model
+  // serves its base weights (and per-row adapters) between steps: training beside inference.
+  bool loraAside = false;
   uint64_t seed = 42;
 };
 
@@ -95,9 +100,28 @@ class Trainer {
   void applyAdamW(double learningRate);
   void registerParameter(const std::string& name, const at::Tensor& value);
 
+  // The trainer's adapter, swapped into the layers for the scope of one call (loraAside); a no-op otherwise.
+  class AsideScope {
+   public:
+    explicit AsideScope(Trainer& trainer);
+    ~AsideScope();
+    AsideScope(const AsideScope&) = delete;
+    AsideScope& operator=(const AsideScope&) = delete;
+
+   private:
+    Trainer& trainer_;
+  };
+  void swapAside();
+  struct AsideAdapter {
+    Linear* linear;
+    Linear held;  // the trainer's adapter fields while out of the layer; the layer's own while in it
+  };
+
   Qwen3VL& model_;
   TrainerOptions options_;
   std::vector<Parameter> parameters_;
+  std::vector<AsideAdapter> aside_;
+  int asideDepth_ = 0;
   std::vector<bool> layerTrainable_;
   int64_t step_ = 0;
   at::Generator generator_;

@@ -142,6 +142,56 @@ describe('adapters beside the base weights, chosen per row', () => {
   });
 });
 
+describe('training beside inference', () => {
+  const OPTIONS = { learningRate: 3e-2, totalSteps: 6, seed: 9 };
+
+  it('an aside adapter trains as an attached one, while generate between steps sees the base model', async () => {
+    const attachedDir = join(root, 'attached'), asideDir = join(root, 'aside');
+    const batch = prompts('c_text_only');
+    await withModel(async (model) => {
+      const trainer = await model.createTrainer({ ...OPTIONS, lora: { rank: 4, alpha: 8, dropout: 0.1 } });
+      for (const name of ['a_single_image', 'c_text_only', 'a_single_image']) await trainer.step(trainBatch(name));
+      await trainer.save(attachedDir);
+    });
+    await withModel(async (model) => {
+      const base = await model.generate(batch, GREEDY);
+      const trainer = await model.createTrainer({ ...OPTIONS, lora: { rank: 4, alpha: 8, dropout: 0.1, aside: true } });
+      for (const name of ['a_single_image', 'c_text_only', 'a_single_image']) {
+        await trainer.step(trainBatch(name));
+        const between = await model.generate(batch, GREEDY);
+        expect(maxAbsDiff(stepLogits(between, 0), stepLogits(base, 0))).toBe(0);
+      }
+      await trainer.save(asideDir);
+      // Served per row right away, beside the base model.
+      await model.registerAdapter('fresh', asideDir);
+      const mixed = await model.generate(batch, { ...GREEDY, adapters: ['fresh', null] });
+      expect(maxAbsDiff(stepLogits(mixed, 1), stepLogits(base, 1))).toBe(0);
+      expect(maxAbsDiff(stepLogits(mixed, 0), stepLogits(base, 0))).toBeGreaterThan(1e-3);
+      await expect(model.createTrainer({ ...OPTIONS, lora: { aside: true, loraOnly: false } })).rejects.toThrow('loraAside trains beside inference');
+    });
+    const attached = readSafetensors(join(attachedDir, 'adapter_model.safetensors'));
+    const aside = readSafetensors(join(asideDir, 'adapter_model.safetensors'));
+    expect([...aside.keys()]).toEqual([...attached.keys()]);
+    for (const [name, tensor] of attached) expect(maxAbsDiff(aside.get(name)!.data as Float32Array, tensor.data as Float32Array), name).toBe(0);
+  });
+
+  it('init continues from an adapter: its rank and weights', async () => {
+    const dir = join(root, 'continued');
+    await withModel(async (model) => {
+      const trainer = await model.createTrainer({ learningRate: 0, totalSteps: 1, lora: { rank: 16, init: adapterY, aside: true } });
+      await trainer.step(trainBatch('c_text_only'));
+      await trainer.save(dir);
+      await expect(model.createTrainer({ lora: { init: join(root, 'missing') } })).rejects.toThrow(/adapter_config\.json: cannot read/);
+    });
+    const original = readSafetensors(join(adapterY, 'adapter_model.safetensors'));
+    const continued = readSafetensors(join(dir, 'adapter_model.safetensors'));
+    for (const [name, tensor] of original) {
+      expect(continued.get(name)!.shape, name).toEqual(tensor.shape);
+      expect(maxAbsDiff(continued.get(name)!.data as Float32Array, tensor.data as Float32Array), name).toBe(0);
+    }
+  });
+});
+
 describe('aborting', () => {
   // Many steps without EOS, so an abort lands mid-call whatever the machine's speed.
   const LONG: GenerateOptions = { maxNewTokens: 60_000, eosTokenIds: [] };

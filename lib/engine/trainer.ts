@@ -36,7 +36,16 @@ export interface TrainerOptions {
     lastLayers?: number;
   };
   /** LoRA on the language model's linear layers (peft layout); the base stays frozen unless loraOnly is false. */
-  lora?: { rank?: number; alpha?: number; dropout?: number; targets?: string[]; loraOnly?: boolean };
+  lora?: {
+    rank?: number; alpha?: number; dropout?: number; targets?: string[]; loraOnly?: boolean;
+    /** A PEFT adapter folder to continue from (its rank, alpha and targets are used). */
+    init?: string;
+    /**
+     * Train beside inference: the adapter is in the model's layers only during this trainer's own calls, so
+     * generate between steps answers with the base weights (and per-row adapters). Needs the base frozen.
+     */
+    aside?: boolean;
+  };
   /** Called after every optimizer step. */
   onStep?: (report: StepReport) => void;
 }
