@@ -16,7 +16,7 @@ import { Qwen3VL, type GenerateResult } from '../lib/engine/model.js';
 import { modelBatch, type PromptSettings } from '../lib/experiments/inputs.js';
 import { predict } from '../lib/experiments/predict.js';
 import { runTrainGlobal } from '../lib/experiments/runs.js';
-import { Grounder, type BatchStats, type GroundResult } from '../lib/grounding/grounder.js';
+import { Grounder, longestAnswerBytes, type BatchStats, type GroundResult } from '../lib/grounding/grounder.js';
 import { QwenTokenizer } from '../lib/processor/tokenizer.js';
 
 const cli = join(resolve(import.meta.dirname, '..'), 'dist', 'cli', 'index.js');
@@ -99,6 +99,8 @@ describe('Grounder', () => {
     const tap = await grounder.ground(imageOf(sample), sample.instruction);
     expect(tap.text).toBe(reference);
     expect(tap.tokens).toBe(generatedCount(ref.tokens[0]!));
+    expect(tap.finishReason).toBe(tap.tokens === MAX_NEW && ![151645, 151643].includes(ref.tokens[0]![MAX_NEW - 1]!) ? 'length' : 'stop');
+    expect(tap.promptTokens).toBe((await modelBatch(tokenizer, [sample], data, settings, 'generate')).input_ids!.shape[1]);
     expect(tap.adapter).toBeNull();
     expect(tap.seconds).toBeGreaterThanOrEqual(0);
     expect(tap.x).toBe((tap.grid.x / 1000) * sample.width);
@@ -310,37 +312,18 @@ describe('Grounder', () => {
 
   // Constrained decoding (lib/grounding/grammar.ts) on the untrained model, whose free answers are "\n" repeated.
   describe('constrained', () => {
-    /** The most bytes an answer of the grammar can have (its DFA is finite), or Infinity when it loops. */
-    function longestAnswer(grammar: { states: number; start: number; transitions: Int32Array; accepting: Uint8Array }): number {
-      const memo = new Map<number, number>();
-      const visiting = new Set<number>();
-      const longest = (state: number): number => {
-        if (memo.has(state)) return memo.get(state)!;
-        if (visiting.has(state)) return Number.POSITIVE_INFINITY;
-        visiting.add(state);
-        let best = grammar.accepting[state] ? 0 : Number.NEGATIVE_INFINITY;
-        for (let byte = 0; byte < 256; byte++) {
-          const next = grammar.transitions[state * 256 + byte]!;
-          if (next >= 0) best = Math.max(best, 1 + longest(next));
-        }
-        visiting.delete(state);
-        memo.set(state, best);
-        return best;
-      };
-      return longest(grammar.start);
-    }
-
     for (const [style, constrain] of [['pigg', 'auto'], ['qwen-json', 'auto'], ['pigg', 'point']] as const) {
       it(`${style} prompt, constrain ${constrain}: 20 answers all parse, in the grid, and stop before the budget`, async () => {
         const { answerGrammar } = await import('../lib/grounding/grammar.js');
         const grammarName = constrain === 'auto' ? style : constrain;
-        const longest = longestAnswer(answerGrammar(grammarName));
-        // Free decoding never stops within this budget on the untrained model; the grammar ends every answer.
-        const budget = Number.isFinite(longest) ? Math.min(longest + 2, 400) : 400;
+        const longest = longestAnswerBytes(answerGrammar(grammarName));
+        expect(Number.isFinite(longest)).toBe(true);
+        // Free decoding never stops within this budget on the untrained model; every constrained answer ends.
+        const budget = longest + 2;
         const twenty = samples.slice(0, 20);
         await using free = await Grounder.load(base, { ...options, style, maxNewTokens: budget, maxBatch: 10 });
         const unconstrained = await free.groundSamples(twenty.slice(0, 2), data);
-        expect(unconstrained.map((r) => r.tokens)).toEqual([budget, budget]);
+        expect(unconstrained.map((r) => [r.tokens, r.finishReason])).toEqual([[budget, 'length'], [budget, 'length']]);
 
         await using grounder = await Grounder.load(base, { ...options, style, constrain, maxNewTokens: budget, maxBatch: 10 });
         expect(grounder.constrain).toBe(grammarName);
@@ -354,10 +337,33 @@ describe('Grounder', () => {
           }
           expect(r.x).toBe((r.grid.x / 1000) * twenty[i]!.width);
           expect(r.tokens).toBeLessThan(budget);
+          expect(r.finishReason).toBe('stop');
         }
         console.log(`${style}/${constrain}: longest answer ${longest} bytes; tokens ${results.map((r) => r.tokens).join(' ')}; e.g. ${JSON.stringify(results[0]!.text)}`);
       });
     }
+
+    it('a budget below the longest answer bounds the referring so answers still complete; one too small for any is an error', async () => {
+      const { answerGrammar } = await import('../lib/grounding/grammar.js');
+      const longest = longestAnswerBytes(answerGrammar('pigg'));
+      const minimal = longestAnswerBytes(answerGrammar('pigg', { maxReferringBytes: 1 })) + 1;
+      const budget = minimal + 20;
+      expect(budget).toBeLessThan(longest);
+      await using grounder = await Grounder.load(base, { ...options, constrain: 'auto', maxNewTokens: budget, maxBatch: 10 });
+      const results = await grounder.groundSamples(samples.slice(0, 10), data);
+      for (const r of results) {
+        expect(r.parsed, r.text).toBe(true);
+        expect(r.finishReason).toBe('stop');
+        expect(r.tokens).toBeLessThanOrEqual(budget);
+      }
+      // Per request too.
+      const small = await grounder.ground(imageOf(samples[0]!), samples[0]!.instruction, { maxNewTokens: minimal });
+      expect([small.parsed, small.finishReason]).toEqual([true, 'stop']);
+      const tooSmall = await rejection(grounder.ground(imageOf(samples[0]!), samples[0]!.instruction, { maxNewTokens: minimal - 1 }));
+      expect(tooSmall.code).toBe('INVALID_ARGUMENT');
+      expect(tooSmall.message).toMatch(new RegExp(`use at least ${minimal}`));
+      expect((await rejection(Grounder.load(base, { ...options, constrain: 'pigg', maxNewTokens: minimal - 1 }))).code).toBe('INVALID_ARGUMENT');
+    });
 
     it('pigg eval: --constrain pigg answers always parse; without the flag it decodes freely, as PIGG', () => {
       const out = join(work, 'eval');

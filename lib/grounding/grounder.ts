@@ -6,6 +6,7 @@
 //   const tap = await grounder.ground('screen.png', 'Open Wi-Fi settings');   // { x, y } in the image's pixels
 //
 // predict() and `pigg eval` run on groundSamples(), the same batch path, so there is one inference path.
+import { setMaxListeners } from 'node:events';
 import { basename } from 'node:path';
 import type { Sample } from '../data/types.js';
 import { fromGrid } from '../data/metrics.js';
@@ -97,6 +98,10 @@ export interface GroundResult {
   text: string;
   /** Generated tokens, the end token included. */
   tokens: number;
+  /** Tokens of the prompt (chat template, instruction and image pads). */
+  promptTokens: number;
+  /** 'stop': the answer ended with an end token; 'length': it ran into the token budget. */
+  finishReason: 'stop' | 'length';
   /** Seconds from the call to the answer. */
   seconds: number;
   adapter: string | null;
@@ -176,32 +181,99 @@ class TextStream {
 
 // The answer grammars (lib/grounding/grammar.ts, contract §1), loaded where a Grounder constrains its answers.
 interface GrammarModule {
-  answerGrammar(style: Exclude<ConstrainOption, 'auto' | 'none'>): GrammarTables & { name: string };
+  answerGrammar(style: GrammarStyle, options?: { maxReferringBytes?: number }): GrammarTables & { name: string };
   tokenBytes(tokenizer: QwenTokenizer, vocabSize: number): VocabularyBytes;
 }
+type GrammarStyle = Exclude<ConstrainOption, 'auto' | 'none'>;
 const GRAMMAR_MODULE = './grammar.js';
+/** answerGrammar's default bound on the referring text / label. */
+const REFERRING_BYTES = 96;
+/** Shorter bounds (for small token budgets) are rounded down to a multiple of this, so few grammars are compiled. */
+const REFERRING_STEP = 8;
+
+/** The most bytes an answer of a grammar can have; Infinity when it has a loop. */
+export function longestAnswerBytes(grammar: GrammarTables): number {
+  const memo = new Int32Array(grammar.states).fill(-2); // -2 unseen, -3 on the path
+  const longest = (state: number): number => {
+    const seen = memo[state]!;
+    if (seen === -3) return Number.POSITIVE_INFINITY;
+    if (seen !== -2) return seen;
+    memo[state] = -3;
+    let best = grammar.accepting[state] ? 0 : Number.NEGATIVE_INFINITY;
+    for (let byte = 0; byte < 256; byte++) {
+      const next = grammar.transitions[state * 256 + byte]!;
+      if (next >= 0) best = Math.max(best, 1 + longest(next));
+    }
+    if (!Number.isFinite(best)) return best;
+    memo[state] = best;
+    return best;
+  };
+  return longest(grammar.start);
+}
+
+/**
+ * One answer grammar compiled into one model, per token budget: every allowed token holds at least one byte, so an
+ * answer of at most B bytes ends (with its end token) within B + 1 tokens. Where the budget is smaller than the full
+ * grammar's longest answer, the referring text is bounded tighter, so the answer still completes and parses.
+ */
+class AnswerGrammars {
+  private readonly handles = new Map<number, { handle: GrammarHandle; longest: number }>();
+  /** The budget the smallest grammar needs. */
+  readonly minBudget: number;
+
+  constructor(private readonly module: GrammarModule, private readonly model: Qwen3VL, private readonly vocabulary: VocabularyBytes,
+    private readonly eosIds: readonly number[], readonly style: GrammarStyle) {
+    this.minBudget = this.compiled(1).longest + 1;
+  }
+
+  /** The grammar for rows of this token budget (one handle per referring bound, cached). */
+  forBudget(budget: number): GrammarHandle {
+    const full = this.compiled(REFERRING_BYTES);
+    if (full.longest + 1 <= budget) return full.handle;
+    if (budget < this.minBudget) {
+      throw grounderError('INVALID_ARGUMENT',
+        `maxNewTokens ${budget} cannot hold a complete '${this.style}' answer (up to ${this.minBudget - 1} bytes and the end token): use at least ${this.minBudget}, or constrain 'none'`);
+    }
+    // The referring bound that fits: the bytes an answer has beyond its referring, then what is left of the budget.
+    const overhead = this.compiled(1).longest - 1;
+    const bound = Math.max(1, Math.floor((budget - 1 - overhead) / REFERRING_STEP) * REFERRING_STEP);
+    return this.compiled(bound).handle;
+  }
+
+  private compiled(maxReferringBytes: number): { handle: GrammarHandle; longest: number } {
+    let entry = this.handles.get(maxReferringBytes);
+    if (!entry) {
+      const tables = this.module.answerGrammar(this.style, { maxReferringBytes });
+      const longest = longestAnswerBytes(tables);
+      if (!Number.isFinite(longest)) throw new Error(`the '${this.style}' answer grammar has no longest answer (it loops)`);
+      entry = { handle: this.model.createGrammar(tables, this.vocabulary, this.eosIds), longest };
+      this.handles.set(maxReferringBytes, entry);
+    }
+    return entry;
+  }
+}
 
 /** Every token's bytes, once per tokenizer and vocabulary size (150k tokens: worth keeping). */
 const vocabularies = new WeakMap<QwenTokenizer, Map<number, VocabularyBytes>>();
-/** Compiled grammars, once per model and grammar. */
-const handles = new WeakMap<Qwen3VL, Map<string, GrammarHandle>>();
+/** Compiled grammars, once per model and style. */
+const grammarsByModel = new WeakMap<Qwen3VL, Map<GrammarStyle, AnswerGrammars>>();
 
-async function answerGrammarHandle(model: Qwen3VL, tokenizer: QwenTokenizer, style: Exclude<ConstrainOption, 'auto' | 'none'>,
-  vocabSize: number, eosIds: readonly number[]): Promise<GrammarHandle> {
-  const cached = handles.get(model)?.get(style);
+async function answerGrammars(model: Qwen3VL, tokenizer: QwenTokenizer, style: GrammarStyle, vocabSize: number,
+  eosIds: readonly number[]): Promise<AnswerGrammars> {
+  const cached = grammarsByModel.get(model)?.get(style);
   if (cached) return cached;
-  const grammars = (await import(GRAMMAR_MODULE).catch((error: Error) => {
+  const module = (await import(GRAMMAR_MODULE).catch((error: Error) => {
     throw grounderError('INVALID_ARGUMENT', `constrained decoding is not available in this build (${error.message}); use constrain: 'none'`);
   })) as GrammarModule;
   let byVocab = vocabularies.get(tokenizer);
   if (!byVocab) vocabularies.set(tokenizer, (byVocab = new Map()));
   let vocabulary = byVocab.get(vocabSize);
-  if (!vocabulary) byVocab.set(vocabSize, (vocabulary = grammars.tokenBytes(tokenizer, vocabSize)));
-  const handle = model.createGrammar(grammars.answerGrammar(style), vocabulary, eosIds);
-  let byStyle = handles.get(model);
-  if (!byStyle) handles.set(model, (byStyle = new Map()));
-  byStyle.set(style, handle);
-  return handle;
+  if (!vocabulary) byVocab.set(vocabSize, (vocabulary = module.tokenBytes(tokenizer, vocabSize)));
+  const grammars = new AnswerGrammars(module, model, vocabulary, eosIds, style);
+  let byStyle = grammarsByModel.get(model);
+  if (!byStyle) grammarsByModel.set(model, (byStyle = new Map()));
+  byStyle.set(style, grammars);
+  return grammars;
 }
 
 export const CONSTRAIN_OPTIONS: readonly ConstrainOption[] = ['auto', 'pigg', 'qwen-json', 'point', 'none'];
@@ -240,7 +312,7 @@ export class Grounder implements AsyncDisposable {
     readonly tokenizer: QwenTokenizer,
     readonly modelName: string,
     eosIds: readonly number[],
-    private readonly grammar: GrammarHandle | null,
+    private readonly grammars: AnswerGrammars | null,
     settings: GrounderSettings,
     private readonly owned: { model: boolean; pool: ImagePool | null },
   ) {
@@ -253,6 +325,7 @@ export class Grounder implements AsyncDisposable {
     this.eosIds = new Set(eosIds);
     this.onBatch = settings.onBatch;
     this.batcher = new Batcher((rows, signal) => this.run(rows, signal), this.maxBatch);
+    grammars?.forBudget(this.maxNewTokens); // a budget too small for a complete answer fails here
     if (settings.maxAdapterBytes !== undefined) {
       if (!(settings.maxAdapterBytes >= 0)) throw grounderError('INVALID_ARGUMENT', `maxAdapterBytes must be >= 0, got ${settings.maxAdapterBytes}`);
       model.setAdapterBudget(settings.maxAdapterBytes);
@@ -290,10 +363,10 @@ export class Grounder implements AsyncDisposable {
     ownsModel: boolean): Promise<Grounder> {
     const info = await model.info();
     const constrain = resolveConstrain(settings.constrain, settings.style ?? 'pigg');
-    const grammar = constrain === 'none' ? null : await answerGrammarHandle(model, tokenizer, constrain, info.config.text.vocab, info.config.eosTokenIds);
+    const grammars = constrain === 'none' ? null : await answerGrammars(model, tokenizer, constrain, info.config.text.vocab, info.config.eosTokenIds);
     const pool = settings.images ? null : new ImagePool(settings.imageWorkers);
     try {
-      return new Grounder(model, tokenizer, modelName ?? basename(info.path), info.config.eosTokenIds, grammar, settings, { model: ownsModel, pool });
+      return new Grounder(model, tokenizer, modelName ?? basename(info.path), info.config.eosTokenIds, grammars, settings, { model: ownsModel, pool });
     } catch (error) {
       await pool?.close();
       throw error;
@@ -320,6 +393,7 @@ export class Grounder implements AsyncDisposable {
       if (typeof instruction !== 'string' || instruction.trim() === '') throw grounderError('INVALID_ARGUMENT', 'instruction must be a non-empty string');
       const adapter = this.adapterFor(options.user);
       const maxNewTokens = positiveInteger('maxNewTokens', options.maxNewTokens ?? this.maxNewTokens);
+      this.grammars?.forBudget(maxNewTokens);
       const id = `ground-${this.nextId++}`;
       const prepared = (async (): Promise<Prepared> => {
         const processed = await this.images(image, this.image).catch((error: Error) => {
@@ -345,10 +419,12 @@ export class Grounder implements AsyncDisposable {
     const batchSize = positiveInteger('batchSize', options.batchSize ?? this.maxBatch);
     const adapter = this.adapterFor(options.user);
     const maxNewTokens = positiveInteger('maxNewTokens', options.maxNewTokens ?? this.maxNewTokens);
+    this.grammars?.forBudget(maxNewTokens);
     const settings = { style: this.style, image: this.image };
     // A failed batch stops the ones already queued behind it.
     const stop = new AbortController();
     const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+    setMaxListeners(0, signal); // every row of the batches under way listens to it (and lets go when it settles)
     const results: GroundResult[] = [];
     const batches = prefetched(Math.ceil(samples.length / batchSize), (index) => {
       const group = {};
@@ -459,7 +535,7 @@ export class Grounder implements AsyncDisposable {
     const options: GenerateOptions = { maxNewTokens: Math.max(...live.map(({ row }) => row.input.maxNewTokens)), signal };
     if (live.some(({ row }) => row.input.adapter !== null)) options.adapters = live.map(({ row }) => row.input.adapter);
     if (live.some(({ row }) => row.signal)) options.rowSignals = live.map(({ row }) => row.signal);
-    if (this.grammar) options.grammars = live.map(() => this.grammar);
+    if (this.grammars) options.grammars = live.map(({ row }) => this.grammars!.forBudget(row.input.maxNewTokens));
     const streams = live.map(({ row }) => row.input.onText && new TextStream(this.tokenizer, this.eosIds, row.input.maxNewTokens, row.input.onText));
     if (streams.some(Boolean)) options.onStep = (tokens) => tokens.forEach((token, r) => streams[r]?.push(token));
     const start = performance.now();
@@ -481,6 +557,7 @@ export class Grounder implements AsyncDisposable {
         return;
       }
       const ids = this.generated(result.tokens[r]!, input.maxNewTokens);
+      const last = ids.at(-1);
       tokens += ids.length;
       const text = this.tokenizer.decode(ids, { skipSpecialTokens: true });
       streams[r]?.finish(text);
@@ -492,6 +569,8 @@ export class Grounder implements AsyncDisposable {
         referring: answer.referring,
         text,
         tokens: ids.length,
+        promptTokens: input.encoded.inputIds.length,
+        finishReason: last !== undefined && this.eosIds.has(last) ? 'stop' : 'length',
         seconds: (performance.now() - input.called) / 1000,
         adapter: input.adapter,
         parsed: answer.ok,
