@@ -163,6 +163,7 @@ async function load(url, { count, concurrency, adapterOf }) {
   const latencies = [];
   let next = 0;
   let failures = 0;
+  let tokens = 0;
   const deadline = performance.now() + timeLimit;
   const start = performance.now();
   await Promise.all(Array.from({ length: concurrency }, async () => {
@@ -174,18 +175,21 @@ async function load(url, { count, concurrency, adapterOf }) {
         body: JSON.stringify({ ...bodies[i % bodies.length], user: adapterOf(i), max_new_tokens: newTokens }),
       });
       const body = await response.json();
-      if (response.status !== 200 || body.tokens !== newTokens) {
+      if (response.status !== 200) {
         failures++;
         if (failures <= 3) log(`request ${i}: ${response.status} ${JSON.stringify(body).slice(0, 200)}`);
         continue;
       }
       latencies.push((performance.now() - t0) / 1000);
+      tokens += body.tokens;
     }
   }));
   const seconds = (performance.now() - start) / 1000;
   latencies.sort((a, b) => a - b);
   const quantile = (q) => latencies[Math.min(latencies.length - 1, Math.max(0, Math.ceil(q * latencies.length) - 1))];
   if (latencies.length < count) log(`${count - latencies.length} of ${count} requests not answered (${failures} failed, the rest past the time limit)`);
+  // Random weights decode to the budget; an answer that ended early would make requests unequal.
+  if (tokens !== latencies.length * newTokens) log(`answers averaged ${(tokens / latencies.length).toFixed(1)} tokens, not the ${newTokens} of the budget`);
   return { answered: latencies.length, failures, seconds, perSecond: latencies.length / seconds, p50: quantile(0.5), p99: quantile(0.99) };
 }
 

@@ -33,6 +33,8 @@ const adaptersDir = join(work, 'adapters');
 const IMAGE = { minPixels: 65536, maxPixels: 100352 };
 const settings: PromptSettings = { style: 'pigg', image: IMAGE };
 const MAX_NEW = 24;
+/** A constrained answer needs room for the grammar's longest one (the Grounder refuses a smaller budget). */
+const MAX_NEW_CONSTRAINED = 64;
 /** The slow path: the untrained model decodes "\n" freely until its budget. */
 const SLOW = 512;
 /** Free decoding for the answer checks: on these briefly trained adapters free answers vary from sample to sample. */
@@ -80,10 +82,10 @@ beforeAll(async () => {
   await trainAdapter(join(adaptersDir, 'u2'), '2', 8);
   // The offline answers, from the CLI: pigg eval [--adapter DIR] on both users' samples.
   const out = join(work, 'eval');
-  const runs = [['base', null, CONSTRAIN], ['u1', join(adaptersDir, 'u1'), CONSTRAIN], ['u2', join(adaptersDir, 'u2'), CONSTRAIN],
-    ['u1-auto', join(adaptersDir, 'u1'), 'auto']] as const;
-  for (const [name, adapter, constrain] of runs) {
-    const result = await run(['eval', '--model', base, '--data', data, '--users', '1-2', '--name', name, '--out', out, '--max-new-tokens', String(MAX_NEW),
+  const runs = [['base', null, CONSTRAIN, MAX_NEW], ['u1', join(adaptersDir, 'u1'), CONSTRAIN, MAX_NEW], ['u2', join(adaptersDir, 'u2'), CONSTRAIN, MAX_NEW],
+    ['u1-auto', join(adaptersDir, 'u1'), 'auto', MAX_NEW_CONSTRAINED]] as const;
+  for (const [name, adapter, constrain, maxNew] of runs) {
+    const result = await run(['eval', '--model', base, '--data', data, '--users', '1-2', '--name', name, '--out', out, '--max-new-tokens', String(maxNew),
       '--constrain', constrain, '--batch', '4', ...engineFlags, ...(adapter ? ['--adapter', adapter] : [])]);
     expect(result.code, result.stderr).toBe(0);
     offline[name] = new Map();
@@ -175,7 +177,9 @@ describe('pigg serve with two adapters', () => {
         expect(completion.choices).toHaveLength(1);
         expect(completion.choices[0]!.message.role).toBe('assistant');
         expect(completion.usage!.completion_tokens).toBeGreaterThan(0);
-        expect(completion.usage!.total_tokens).toBeGreaterThanOrEqual(completion.usage!.completion_tokens);
+        expect(completion.usage!.prompt_tokens).toBeGreaterThan(64); // the image's tokens alone are more
+        expect(completion.usage!.total_tokens).toBe(completion.usage!.prompt_tokens + completion.usage!.completion_tokens);
+        expect(completion.choices[0]!.finish_reason).toBe(completion.usage!.completion_tokens === MAX_NEW ? 'length' : 'stop');
         return { kind, name, text: completion.choices[0]!.message.content, expected };
       }
       if (kind === 'openai-stream') {
@@ -191,6 +195,7 @@ describe('pigg serve with two adapters', () => {
         }
         expect(['stop', 'length']).toContain(finish);
         expect(usage!.completion_tokens).toBeGreaterThan(0);
+        expect(usage!.prompt_tokens).toBeGreaterThan(64);
         return { kind, name, text, expected };
       }
       if (kind === 'fetch-ground') {
@@ -313,7 +318,7 @@ describe('pigg serve with two adapters', () => {
 
 describe('pigg serve with its defaults (constrained decoding)', () => {
   it('every answer parses, and equals pigg eval --constrain auto --adapter', async () => {
-    const server = await serve({ model: base, adapters: adaptersDir, port: 0, grounder: { device: 'cpu', dtype: 'fp32', image: IMAGE, maxNewTokens: MAX_NEW, imageWorkers: 0 } });
+    const server = await serve({ model: base, adapters: adaptersDir, port: 0, grounder: { device: 'cpu', dtype: 'fp32', image: IMAGE, maxNewTokens: MAX_NEW_CONSTRAINED, imageWorkers: 0 } });
     try {
       expect(server.grounder.constrain).toBe('pigg');
       const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'anything', maxRetries: 0 });
@@ -332,6 +337,7 @@ describe('pigg serve with its defaults (constrained decoding)', () => {
       }
       const plain = await client.chat.completions.create({ model: 'u1', messages: chatMessages(samples[3]!) });
       expect(plain.choices[0]!.message.content).toBe(offline['u1-auto']!.get(samples[3]!.id)!.output);
+      expect(plain.choices[0]!.finish_reason).toBe('stop'); // the grammar ends every answer with an end token
     } finally {
       await server.stop();
     }

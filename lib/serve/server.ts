@@ -10,7 +10,7 @@
 // The Grounder stays the caller's: close() leaves it loaded.
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { AdapterInfo } from '../engine/model.js';
 import type { Grounder, GroundResult } from '../grounding/grounder.js';
 import { ApiError, badRequest, toApiError } from './errors.js';
@@ -80,18 +80,12 @@ function adapterObject(info: AdapterInfo): Record<string, unknown> {
 
 /** The answer in the OpenAI chat.completion shape, with the grounding itself beside it. */
 function grounding(result: GroundResult): Record<string, unknown> {
-  const { x, y, grid, referring, parsed, adapter, seconds, tokens } = result;
-  return { x, y, grid, referring, parsed, adapter, seconds, tokens };
+  const { x, y, grid, referring, parsed, adapter, seconds, tokens, promptTokens } = result;
+  return { x, y, grid, referring, parsed, adapter, seconds, tokens, prompt_tokens: promptTokens };
 }
 
 function usage(result: GroundResult): { prompt_tokens: number; completion_tokens: number; total_tokens: number } {
-  // The prompt's token count is not part of a GroundResult (yet): reported when the Grounder gives it.
-  const prompt = (result as GroundResult & { promptTokens?: number }).promptTokens ?? 0;
-  return { prompt_tokens: prompt, completion_tokens: result.tokens, total_tokens: prompt + result.tokens };
-}
-
-function finishReason(result: GroundResult, budget: number): 'stop' | 'length' {
-  return result.tokens >= budget ? 'length' : 'stop';
+  return { prompt_tokens: result.promptTokens, completion_tokens: result.tokens, total_tokens: result.promptTokens + result.tokens };
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
@@ -275,19 +269,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     admit();
     const id = `chatcmpl-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
-    const budget = call.maxNewTokens ?? grounder.maxNewTokens;
     const client = clientSignal(reply);
     try {
       if (!call.stream) {
         const result = await grounder.ground(call.image, call.instruction, { user: call.user, signal: client.signal, maxNewTokens: call.maxNewTokens });
         return {
           id, object: 'chat.completion', created, model: call.model, system_fingerprint: null,
-          choices: [{ index: 0, message: { role: 'assistant', content: result.text, refusal: null }, logprobs: null, finish_reason: finishReason(result, budget) }],
+          choices: [{ index: 0, message: { role: 'assistant', content: result.text, refusal: null }, logprobs: null, finish_reason: result.finishReason }],
           usage: usage(result),
           grounding: grounding(result),
         };
       }
-      await streamChat(request, reply, call, id, created, budget, client.signal);
+      await streamChat(reply, call, id, created, client.signal);
       return reply;
     } finally {
       client.done();
@@ -298,7 +291,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
    * SSE: chat.completion.chunk objects as the answer is decoded, then `data: [DONE]`. The headers go out with the
    * first piece of text, so a request that fails before (a bad image, an unknown adapter) still gets its 4xx.
    */
-  async function streamChat(_request: FastifyRequest, reply: FastifyReply, call: ChatCall, id: string, created: number, budget: number, signal: AbortSignal): Promise<void> {
+  async function streamChat(reply: FastifyReply, call: ChatCall, id: string, created: number, signal: AbortSignal): Promise<void> {
     const raw = reply.raw;
     let open = false;
     const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
@@ -329,7 +322,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       return;
     }
     start();
-    send(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: finishReason(result, budget) }], { grounding: grounding(result) }));
+    send(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: result.finishReason }], { grounding: grounding(result) }));
     if (call.includeUsage) send(chunk([], { usage: usage(result) }));
     send('[DONE]');
     raw.end();
