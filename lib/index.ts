@@ -25,7 +25,11 @@ export { writeSynthDataset } from './data/synth.js';
 
 export { runEval, runTrainGlobal, runPersonalize, type ProgressEvent } from './experiments/runs.js';
 export { predict, scoreRecord } from './experiments/predict.js';
-export { Grounder, CONSTRAIN_OPTIONS, DEFAULT_MAX_BATCH, DEFAULT_MAX_NEW_TOKENS } from './grounding/grounder.js';
+export { Grounder, CONSTRAIN_OPTIONS, DEFAULT_MAX_BATCH, DEFAULT_MAX_NEW_TOKENS, longestAnswerBytes } from './grounding/grounder.js';
+export { answerGrammar, tokenBytes, allowedTokens, advanceState } from './grounding/grammar.js';
+export type { ConstrainStyle, CompiledGrammar, TokenBytes } from './grounding/grammar.js';
+export { serve, adapterFolders, type ServeOptions, type Serving } from './serve/serve.js';
+export { startServer, type ServerOptions, type RunningServer, type ServedGrounder } from './serve/server.js';
 export type { GrounderOptions, GrounderSettings, GroundOptions, GroundResult, GroundSamplesOptions, BatchStats, ConstrainOption, GrounderError, GrounderErrorCode } from './grounding/grounder.js';
 export { trainRun } from './experiments/train.js';
 export { runDemo } from './experiments/demo.js';

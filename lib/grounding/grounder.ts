@@ -18,12 +18,14 @@ import { collate, encodeSample, toHostTensors, type EncodedSample } from '../pro
 import { QwenTokenizer } from '../processor/tokenizer.js';
 import { prefetched, sampleSpec } from '../experiments/inputs.js';
 import { abortError, Batcher, type BatchRow } from './batcher.js';
+import { answerGrammar, tokenBytes, type ConstrainStyle } from './grammar.js';
 
 /** PIGG's generation budget. */
 export const DEFAULT_MAX_NEW_TOKENS = 512;
 export const DEFAULT_MAX_BATCH = 8;
 
-export type ConstrainOption = 'auto' | 'pigg' | 'qwen-json' | 'point' | 'none';
+/** A grammar, 'auto' (the prompt style's) or 'none'. */
+export type ConstrainOption = ConstrainStyle | 'auto';
 
 export interface GrounderSettings {
   /** Prompt and answer style: PIGG's referring + grounding blocks (default) or Qwen's JSON point. */
@@ -179,13 +181,8 @@ class TextStream {
   }
 }
 
-// The answer grammars (lib/grounding/grammar.ts, contract §1), loaded where a Grounder constrains its answers.
-interface GrammarModule {
-  answerGrammar(style: GrammarStyle, options?: { maxReferringBytes?: number }): GrammarTables & { name: string };
-  tokenBytes(tokenizer: QwenTokenizer, vocabSize: number): VocabularyBytes;
-}
-type GrammarStyle = Exclude<ConstrainOption, 'auto' | 'none'>;
-const GRAMMAR_MODULE = './grammar.js';
+// The answer grammars (lib/grounding/grammar.ts).
+type GrammarStyle = Exclude<ConstrainStyle, 'none'>;
 /** answerGrammar's default bound on the referring text / label. */
 const REFERRING_BYTES = 96;
 /** Shorter bounds (for small token budgets) are rounded down to a multiple of this, so few grammars are compiled. */
@@ -221,7 +218,7 @@ class AnswerGrammars {
   /** The budget the smallest grammar needs. */
   readonly minBudget: number;
 
-  constructor(private readonly module: GrammarModule, private readonly model: Qwen3VL, private readonly vocabulary: VocabularyBytes,
+  constructor(private readonly model: Qwen3VL, private readonly vocabulary: VocabularyBytes,
     private readonly eosIds: readonly number[], readonly style: GrammarStyle) {
     this.minBudget = this.compiled(1).longest + 1;
   }
@@ -243,7 +240,7 @@ class AnswerGrammars {
   private compiled(maxReferringBytes: number): { handle: GrammarHandle; longest: number } {
     let entry = this.handles.get(maxReferringBytes);
     if (!entry) {
-      const tables = this.module.answerGrammar(this.style, { maxReferringBytes });
+      const tables = answerGrammar(this.style, { maxReferringBytes });
       const longest = longestAnswerBytes(tables);
       if (!Number.isFinite(longest)) throw new Error(`the '${this.style}' answer grammar has no longest answer (it loops)`);
       entry = { handle: this.model.createGrammar(tables, this.vocabulary, this.eosIds), longest };
@@ -258,18 +255,14 @@ const vocabularies = new WeakMap<QwenTokenizer, Map<number, VocabularyBytes>>();
 /** Compiled grammars, once per model and style. */
 const grammarsByModel = new WeakMap<Qwen3VL, Map<GrammarStyle, AnswerGrammars>>();
 
-async function answerGrammars(model: Qwen3VL, tokenizer: QwenTokenizer, style: GrammarStyle, vocabSize: number,
-  eosIds: readonly number[]): Promise<AnswerGrammars> {
+function answerGrammars(model: Qwen3VL, tokenizer: QwenTokenizer, style: GrammarStyle, vocabSize: number, eosIds: readonly number[]): AnswerGrammars {
   const cached = grammarsByModel.get(model)?.get(style);
   if (cached) return cached;
-  const module = (await import(GRAMMAR_MODULE).catch((error: Error) => {
-    throw grounderError('INVALID_ARGUMENT', `constrained decoding is not available in this build (${error.message}); use constrain: 'none'`);
-  })) as GrammarModule;
   let byVocab = vocabularies.get(tokenizer);
   if (!byVocab) vocabularies.set(tokenizer, (byVocab = new Map()));
   let vocabulary = byVocab.get(vocabSize);
-  if (!vocabulary) byVocab.set(vocabSize, (vocabulary = module.tokenBytes(tokenizer, vocabSize)));
-  const grammars = new AnswerGrammars(module, model, vocabulary, eosIds, style);
+  if (!vocabulary) byVocab.set(vocabSize, (vocabulary = tokenBytes(tokenizer, vocabSize)));
+  const grammars = new AnswerGrammars(model, vocabulary, eosIds, style);
   let byStyle = grammarsByModel.get(model);
   if (!byStyle) grammarsByModel.set(model, (byStyle = new Map()));
   byStyle.set(style, grammars);
@@ -279,7 +272,7 @@ async function answerGrammars(model: Qwen3VL, tokenizer: QwenTokenizer, style: G
 export const CONSTRAIN_OPTIONS: readonly ConstrainOption[] = ['auto', 'pigg', 'qwen-json', 'point', 'none'];
 
 /** The grammar a Grounder decodes with: 'auto' is the style's own. */
-function resolveConstrain(constrain: ConstrainOption | undefined, style: AnswerStyle): Exclude<ConstrainOption, 'auto'> {
+function resolveConstrain(constrain: ConstrainOption | undefined, style: AnswerStyle): ConstrainStyle {
   const value = constrain ?? 'auto';
   if (!CONSTRAIN_OPTIONS.includes(value)) {
     throw grounderError('INVALID_ARGUMENT', `constrain must be one of ${CONSTRAIN_OPTIONS.join(', ')}, got '${String(value)}'`);
@@ -295,7 +288,7 @@ function positiveInteger(name: string, value: number): number {
 export class Grounder implements AsyncDisposable {
   readonly style: AnswerStyle;
   /** The grammar answers are decoded under ('none': free decoding). */
-  readonly constrain: Exclude<ConstrainOption, 'auto'>;
+  readonly constrain: ConstrainStyle;
   readonly maxNewTokens: number;
   readonly maxBatch: number;
   readonly image: ImageProcessorOptions;
@@ -363,7 +356,7 @@ export class Grounder implements AsyncDisposable {
     ownsModel: boolean): Promise<Grounder> {
     const info = await model.info();
     const constrain = resolveConstrain(settings.constrain, settings.style ?? 'pigg');
-    const grammars = constrain === 'none' ? null : await answerGrammars(model, tokenizer, constrain, info.config.text.vocab, info.config.eosTokenIds);
+    const grammars = constrain === 'none' ? null : answerGrammars(model, tokenizer, constrain, info.config.text.vocab, info.config.eosTokenIds);
     const pool = settings.images ? null : new ImagePool(settings.imageWorkers);
     try {
       return new Grounder(model, tokenizer, modelName ?? basename(info.path), info.config.eosTokenIds, grammars, settings, { model: ownsModel, pool });
