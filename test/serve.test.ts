@@ -338,6 +338,11 @@ describe('pigg serve with its defaults (constrained decoding)', () => {
       const plain = await client.chat.completions.create({ model: 'u1', messages: chatMessages(samples[3]!) });
       expect(plain.choices[0]!.message.content).toBe(offline['u1-auto']!.get(samples[3]!.id)!.output);
       expect(plain.choices[0]!.finish_reason).toBe('stop'); // the grammar ends every answer with an end token
+      // A budget too small for any answer of the grammar is refused up front, streaming or not.
+      for (const stream of [false, true]) {
+        await expectError(await post(`${server.url}/v1/chat/completions`, { model: 'u1', messages: chatMessages(samples[3]!), max_tokens: 8, stream }),
+          400, 'invalid_argument', /cannot hold a complete 'pigg' answer/);
+      }
     } finally {
       await server.stop();
     }
