@@ -233,7 +233,8 @@ class AnswerGrammars {
     }
     // The referring bound that fits: the bytes an answer has beyond its referring, then what is left of the budget.
     const overhead = this.compiled(1).longest - 1;
-    const bound = Math.max(1, Math.floor((budget - 1 - overhead) / REFERRING_STEP) * REFERRING_STEP);
+    let bound = Math.max(1, Math.floor((budget - 1 - overhead) / REFERRING_STEP) * REFERRING_STEP);
+    while (bound > 1 && this.compiled(bound).longest + 1 > budget) bound = Math.max(1, bound - REFERRING_STEP);
     return this.compiled(bound).handle;
   }
 
