@@ -212,7 +212,14 @@ describe('answer grammars', () => {
       { style: 'point', states: 17, accepting: 1, longest: 12, total: 118 },
     ]);
     expect([answerGrammar('pigg', { maxReferringBytes: 8 }).states, answerGrammar('qwen-json', { maxReferringBytes: 8 }).states]).toEqual([183, 116]);
-    expect(() => answerGrammar('pigg', { maxReferringBytes: 0 })).toThrow(/positive integer/);
+    expect(() => answerGrammar('pigg', { maxReferringBytes: -1 })).toThrow(/whole number/);
+    // 0 leaves the free text out: the shortest answers only.
+    const bare = answerGrammar('pigg', { maxReferringBytes: 0 });
+    expect(accepts(bare, Buffer.from('```grounding\n[12, 345]\n```'))).toBe(true);
+    expect(accepts(bare, Buffer.from('```referring\nx\n```\n```grounding\n[12, 345]\n```'))).toBe(false);
+    const bareJson = answerGrammar('qwen-json', { maxReferringBytes: 0 });
+    expect(accepts(bareJson, Buffer.from('```json\n[\n\t{"point_2d": [1, 2]}\n]\n```'))).toBe(true);
+    expect(accepts(bareJson, Buffer.from('```json\n[\n\t{"point_2d": [1, 2], "label": "x"}\n]\n```'))).toBe(false);
   });
 
   it('allow EOS exactly in accepting states, and a token exactly where advanceState takes it', () => {

@@ -346,7 +346,7 @@ describe('Grounder', () => {
     it('a budget below the longest answer bounds the referring so answers still complete; one too small for any is an error', async () => {
       const { answerGrammar } = await import('../lib/grounding/grammar.js');
       const longest = longestAnswerBytes(answerGrammar('pigg'));
-      const minimal = longestAnswerBytes(answerGrammar('pigg', { maxReferringBytes: 1 })) + 1;
+      const minimal = longestAnswerBytes(answerGrammar('pigg', { maxReferringBytes: 0 })) + 1; // the answer without a referring
       const budget = minimal + 20;
       expect(budget).toBeLessThan(longest);
       await using grounder = await Grounder.load(base, { ...options, constrain: 'auto', maxNewTokens: budget, maxBatch: 10 });

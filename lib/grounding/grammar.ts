@@ -324,27 +324,29 @@ const MARKER = seq(literal('\n'), SPACES, optional(literal('<|im_start|>', { ign
   SPACES, alt(literal(':'), seq(optional(literal('\r')), literal('\n'))));
 const UNREAD = [MARKER, literal('</think>')];
 
+/** `maxReferringBytes` bounds the referring (pigg) or label (qwen-json) text; 0 leaves it out (the shortest answers). */
 export function answerGrammar(style: Exclude<ConstrainStyle, 'none'>, options: { maxReferringBytes?: number } = {}): CompiledGrammar {
   const maxBytes = options.maxReferringBytes ?? 96;
-  if (!Number.isInteger(maxBytes) || maxBytes < 1) throw new Error(`maxReferringBytes must be a positive integer, got ${maxBytes}`);
+  if (!Number.isInteger(maxBytes) || maxBytes < 0) throw new Error(`maxReferringBytes must be a whole number, got ${maxBytes}`);
+  // A piece of the answer that holds free text, or nothing when the text is left out.
+  const withText = (piece: () => Piece) => (maxBytes === 0 ? seq() : optional(piece()));
   if (style === 'pigg') {
     // ```referring TEXT ``` (optional) then ```grounding [x, y] ``` (formatAnswer) or (x, y) (PIGG's prompt example).
     // parseAnswer trims the referring: the text between the "\n"s around it neither starts nor ends with whitespace.
-    const referring = text({ minBytes: 1, maxBytes, forbidden: [...CONTROL_BYTES, ...ascii('`')] });
+    const referring = () => seq(literal('```referring\n'), text({ minBytes: 1, maxBytes, forbidden: [...CONTROL_BYTES, ...ascii('`')] }), literal('\n```\n'));
     const edge = alt(...TRIMMED.map((char) => literal(char)));
     return compileGrammar(
       style,
-      seq(optional(seq(literal('```referring\n'), referring, literal('\n```\n'))), literal('```grounding\n'), alt(point('[', ']'), point('(', ')')), literal('\n```')),
+      seq(withText(referring), literal('```grounding\n'), alt(point('[', ']'), point('(', ')')), literal('\n```')),
       alt(...UNREAD, seq(literal('\n'), edge), seq(edge, literal('\n'))),
     );
   }
   if (style === 'qwen-json') {
     // The label is a JSON string without escapes; no backtick either, which could open a ```grounding block.
-    const label = text({ minBytes: 1, maxBytes, forbidden: [...CONTROL_BYTES, ...ascii('"\\`')] });
+    const label = () => seq(literal(', "label": "'), text({ minBytes: 1, maxBytes, forbidden: [...CONTROL_BYTES, ...ascii('"\\`')] }), literal('"'));
     return compileGrammar(
       style,
-      seq(literal('```json\n[\n\t{"point_2d": ['), integer(1000), literal(', '), integer(1000), literal(']'),
-        optional(seq(literal(', "label": "'), label, literal('"'))), literal('}\n]\n```')),
+      seq(literal('```json\n[\n\t{"point_2d": ['), integer(1000), literal(', '), integer(1000), literal(']'), withText(label), literal('}\n]\n```')),
       alt(...UNREAD),
     );
   }

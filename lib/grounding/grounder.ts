@@ -220,7 +220,7 @@ class AnswerGrammars {
 
   constructor(private readonly model: Qwen3VL, private readonly vocabulary: VocabularyBytes,
     private readonly eosIds: readonly number[], readonly style: GrammarStyle) {
-    this.minBudget = this.compiled(1).longest + 1;
+    this.minBudget = this.compiled(0).longest + 1;
   }
 
   /** The grammar for rows of this token budget (one handle per referring bound, cached). */
@@ -231,10 +231,11 @@ class AnswerGrammars {
       throw grounderError('INVALID_ARGUMENT',
         `maxNewTokens ${budget} cannot hold a complete '${this.style}' answer (up to ${this.minBudget - 1} bytes and the end token): use at least ${this.minBudget}, or constrain 'none'`);
     }
-    // The referring bound that fits: the bytes an answer has beyond its referring, then what is left of the budget.
+    // The referring bound that fits: the bytes an answer has beyond its referring, then what is left of the budget
+    // (0: no referring at all).
     const overhead = this.compiled(1).longest - 1;
-    let bound = Math.max(1, Math.floor((budget - 1 - overhead) / REFERRING_STEP) * REFERRING_STEP);
-    while (bound > 1 && this.compiled(bound).longest + 1 > budget) bound = Math.max(1, bound - REFERRING_STEP);
+    let bound = Math.max(0, Math.floor((budget - 1 - overhead) / REFERRING_STEP) * REFERRING_STEP);
+    while (bound > 0 && this.compiled(bound).longest + 1 > budget) bound = Math.max(0, bound - REFERRING_STEP);
     return this.compiled(bound).handle;
   }
 
