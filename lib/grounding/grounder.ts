@@ -19,6 +19,8 @@ import { QwenTokenizer } from '../processor/tokenizer.js';
 import { prefetched, sampleSpec } from '../experiments/inputs.js';
 import { abortError, Batcher, type BatchRow } from './batcher.js';
 import { answerGrammar, tokenBytes, type ConstrainStyle } from './grammar.js';
+import type { FeedbackInput } from '../personalize/store.js';
+import type { FeedbackReceipt } from '../personalize/personalizer.js';
 
 /** PIGG's generation budget. */
 export const DEFAULT_MAX_NEW_TOKENS = 512;
@@ -299,6 +301,8 @@ export class Grounder implements AsyncDisposable {
   private readonly eosIds: ReadonlySet<number>;
   private readonly onBatch?: (stats: BatchStats) => void;
   private disposed = false;
+  /** Where feedback() stores taps: set by the Personalizer opened on this Grounder (lib/personalize). */
+  private feedbackHandler: ((input: FeedbackInput) => Promise<FeedbackReceipt>) | null = null;
   private closed: Promise<void> | null = null;
   private nextId = 0;
 
@@ -462,6 +466,29 @@ export class Grounder implements AsyncDisposable {
   adapters(): AdapterInfo[] {
     this.live();
     return this.model.adapters();
+  }
+
+  /**
+   * Records where the user really tapped on a screenshot as a training sample of that user (durable once resolved),
+   * for the Personalizer opened on this Grounder (Personalizer.open, or `pigg serve --feedback DIR`), which trains
+   * and promotes the user's adapter from such samples.
+   */
+  feedback(input: FeedbackInput): Promise<FeedbackReceipt> {
+    try {
+      this.live();
+      if (!this.feedbackHandler) throw grounderError('INVALID_ARGUMENT', 'this grounder keeps no feedback: open a Personalizer on it (Personalizer.open({ dir, grounder })) or run pigg serve --feedback DIR');
+      return this.feedbackHandler(input);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Used by Personalizer.open / close: where feedback() goes (null: nowhere). With `ifCurrent`, only replaces that
+   * handler (a closing Personalizer does not detach a newer one).
+   */
+  setFeedbackHandler(handler: ((input: FeedbackInput) => Promise<FeedbackReceipt>) | null, ifCurrent?: (input: FeedbackInput) => Promise<FeedbackReceipt>): void {
+    if (ifCurrent === undefined || this.feedbackHandler === ifCurrent) this.feedbackHandler = handler;
   }
 
   /**
