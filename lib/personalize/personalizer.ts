@@ -266,6 +266,8 @@ export class Personalizer {
   private loop: Promise<void> | null = null;
   private idleWaiters: Array<() => void> = [];
   private closed: Promise<void> | null = null;
+  /** What grounder.feedback() calls while this personalizer is open. */
+  private readonly handler = (input: FeedbackInput) => this.feedback(input);
   /** Rollbacks and decisions of one user run one after another. */
   private readonly userLocks = new Map<string, Promise<unknown>>();
 
@@ -320,8 +322,7 @@ export class Personalizer {
     for (const [user, bytes] of Object.entries(repaired)) personalizer.emit({ type: 'warning', message: `users/${user}/manifest.jsonl: cut off a torn last line (${bytes} bytes)` });
     if (logRepaired > 0) personalizer.emit({ type: 'warning', message: `decisions.jsonl: cut off a torn last line (${logRepaired} bytes)` });
     await personalizer.restore();
-    (options.grounder as Grounder & { setFeedbackHandler?: (handler: ((input: FeedbackInput) => Promise<FeedbackReceipt>) | null) => void })
-      .setFeedbackHandler?.((input) => personalizer.feedback(input));
+    options.grounder.setFeedbackHandler(personalizer.handler);
     personalizer.kick();
     return personalizer;
   }
@@ -540,7 +541,7 @@ export class Personalizer {
     if (!this.closed) {
       this.stop.abort(Object.assign(new Error('the personalizer was closed'), { name: 'AbortError' }));
       this.queue.length = 0;
-      (this.grounder as Grounder & { setFeedbackHandler?: (handler: null) => void }).setFeedbackHandler?.(null);
+      this.grounder.setFeedbackHandler(null, this.handler);
       this.closed = (async () => {
         await this.loop?.catch(() => {});
         this.wakeIdle();
