@@ -37,3 +37,4 @@ export { PRESETS, PIGG_LORA, type TrainConfig } from './experiments/presets.js';
 export type { EvalRecord } from './experiments/results.js';
 export { writeReport } from './report/html.js';
 export { visualizeRun, visualizeRecords } from './report/visualize.js';
+export { Personalizer, FeedbackStore, isBetter, timeSplit, type PersonalizerOptions, type PersonalizerEvent, type Decision, type HeldOutMetrics, type UserStatus, type FeedbackInput, type FeedbackReceipt } from './personalize/index.js';

@@ -8,6 +8,8 @@ import { defaultImageWorkers } from '../processor/image-pool.js';
 import { serve } from '../serve/serve.js';
 import { DEFAULT_HOST, DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_INSTRUCTION_LENGTH, DEFAULT_MAX_QUEUE, DEFAULT_PORT } from '../serve/server.js';
 import { action, choiceOption, integerOption } from './common.js';
+import { InvalidArgumentError } from 'commander';
+import { DEFAULT_HOLDOUT, DEFAULT_MIN_NEW_SAMPLES, type TrainFrom } from '../personalize/personalizer.js';
 
 interface ServeFlags {
   model: string;
@@ -29,6 +31,29 @@ interface ServeFlags {
   maxImageBytes: number;
   maxInstructionLength: number;
   drainTimeout: number;
+  feedback?: string;
+  trainAfter: number;
+  holdout: number;
+  trainFrom: TrainFrom;
+  feedbackLr?: number;
+  feedbackEpochs?: number;
+}
+
+/** A share in (0, 1). */
+function shareOption(flag: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (value.trim() === '' || !(n > 0 && n < 1)) throw new InvalidArgumentError(`${flag} expects a share between 0 and 1 (exclusive), got '${value}'`);
+    return n;
+  };
+}
+
+function rateOption(flag: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${flag} expects a number >= 0, got '${value}'`);
+    return n;
+  };
 }
 
 const log = (line: string) => process.stderr.write(`pigg serve: ${line}\n`);
@@ -56,6 +81,12 @@ export function register(program: Command): void {
     .option('--max-image-bytes <n>', 'bytes of a decoded image; more is 413', integerOption('--max-image-bytes', 1), DEFAULT_MAX_IMAGE_BYTES)
     .option('--max-instruction-length <n>', 'characters of an instruction; more is 400', integerOption('--max-instruction-length', 1), DEFAULT_MAX_INSTRUCTION_LENGTH)
     .option('--drain-timeout <ms>', 'on SIGTERM, abort the requests still running after this many ms', integerOption('--drain-timeout'), 120_000)
+    .option('--feedback <dir>', "learn from feedback: POST /v1/feedback stores users' taps in DIR, each user's LoRA trains beside inference and is promoted when better on the user's held-out taps; GET /v1/users/:id")
+    .option('--train-after <n>', 'with --feedback: train a user after this many new taps', integerOption('--train-after', 1), DEFAULT_MIN_NEW_SAMPLES)
+    .option('--holdout <share>', "with --feedback: share of a user's most recent taps held out to decide a promotion", shareOption('--holdout'), DEFAULT_HOLDOUT)
+    .option('--train-from <from>', "with --feedback: a fresh LoRA on the served model each time (base) or continue the user's current adapter (current)", choiceOption('--train-from', ['base', 'current'] as const), 'base')
+    .option('--feedback-lr <lr>', "with --feedback: learning rate (default PIGG's personal 2e-5)", rateOption('--feedback-lr'))
+    .option('--feedback-epochs <n>', "with --feedback: epochs (default PIGG's personal 3)", integerOption('--feedback-epochs', 1))
     .action(action(async (flags: ServeFlags) => {
       const dtype = flags.dtype ?? (flags.device.startsWith('cuda') ? 'bf16' : 'fp32');
       log(`loading ${flags.model} on ${flags.device} (${dtype})`);
@@ -88,6 +119,22 @@ export function register(program: Command): void {
             image: { minPixels: flags.minPixels, maxPixels: flags.maxPixels }, signal: loading.signal,
           },
           onAdapter: (name, path) => log(`adapter ${name} from ${path}`),
+          feedback: flags.feedback === undefined ? undefined : {
+            dir: flags.feedback, minNewSamples: flags.trainAfter, holdout: flags.holdout, from: flags.trainFrom,
+            overrides: { ...(flags.feedbackLr === undefined ? {} : { learningRate: flags.feedbackLr }), ...(flags.feedbackEpochs === undefined ? {} : { epochs: flags.feedbackEpochs }) },
+            maxInstructionLength: flags.maxInstructionLength,
+            onEvent: (event) => {
+              if (event.type === 'decision') {
+                const d = event.decision;
+                const m = (x: typeof d.candidate) => (x ? `acc ${x.accuracy === null ? '-' : (x.accuracy * 100).toFixed(1)}% L2 ${x.mean_l2?.toFixed(1) ?? '-'}` : '-');
+                log(`user ${d.user}: ${d.decision}${d.version === null ? '' : ` v${d.version}`}${d.candidate ? ` (candidate ${m(d.candidate)} vs ${d.previous === null ? 'base' : `v${d.previous}`} ${m(d.baseline)})` : ''}${d.error ? `: ${d.error}` : ''}`);
+              } else if (event.type === 'started') {
+                log(`user ${event.user}: training ${event.steps} steps on ${event.samples} samples${event.resumed ? ' (resumed after a restart)' : ''}`);
+              } else if (event.type === 'warning') {
+                log(event.message);
+              }
+            },
+          },
         });
       } catch (error) {
         if (loading.signal.aborted) exit(0, 'stopped');
@@ -102,6 +149,6 @@ export function register(program: Command): void {
         stop('signal');
         return;
       }
-      log(`listening on ${serving.url} (model ${serving.grounder.modelName}, ${serving.grounder.adapters().length} adapter(s), max batch ${flags.maxBatch}, max queue ${flags.maxQueue})`);
+      log(`listening on ${serving.url} (model ${serving.grounder.modelName}, ${serving.grounder.adapters().length} adapter(s), max batch ${flags.maxBatch}, max queue ${flags.maxQueue}${flags.feedback ? `, feedback in ${flags.feedback}` : ''})`);
     }));
 }

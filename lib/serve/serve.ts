@@ -3,6 +3,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Grounder, type GrounderOptions } from '../grounding/grounder.js';
+import { Personalizer, type PersonalizerOptions } from '../personalize/personalizer.js';
 import { ServeMetrics } from './metrics.js';
 import { startServer, type RunningServer, type ServerOptions } from './server.js';
 
@@ -15,10 +16,14 @@ export interface ServeOptions extends Omit<ServerOptions, 'grounder' | 'metrics'
   grounder?: Omit<GrounderOptions, 'onBatch'>;
   /** Called with each adapter added at start. */
   onAdapter?: (name: string, path: string) => void;
+  /** Learn from feedback (lib/personalize): the feedback folder and the Personalizer's settings. */
+  feedback?: Omit<PersonalizerOptions, 'grounder'>;
 }
 
 export interface Serving extends RunningServer {
   grounder: Grounder;
+  /** With `feedback`: the Personalizer learning from it. */
+  personalizer: Personalizer | null;
   /** Drains and closes the server, then disposes the Grounder. */
   stop(): Promise<void>;
 }
@@ -33,10 +38,11 @@ export function adapterFolders(dir: string): Array<{ name: string; path: string 
 }
 
 export async function serve(options: ServeOptions): Promise<Serving> {
-  const { model, adapters, grounder: grounderOptions, onAdapter, ...server } = options;
+  const { model, adapters, grounder: grounderOptions, onAdapter, feedback, ...server } = options;
   const folders = adapters === undefined ? [] : adapterFolders(adapters);
   const metrics = new ServeMetrics();
   const grounder = await Grounder.load(model, { ...grounderOptions, onBatch: metrics.onBatch });
+  let personalizer: Personalizer | null = null;
   try {
     for (const { name, path } of folders) {
       if (name === grounder.modelName) throw new Error(`the adapter folder ${path} has the base model's name '${name}'; rename it`);
@@ -45,16 +51,21 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       });
       onAdapter?.(name, path);
     }
-    const running = await startServer({ ...server, grounder, metrics });
+    // After the --adapters folders: a user's promoted version replaces a same-named folder.
+    personalizer = feedback ? await Personalizer.open({ ...feedback, grounder }) : null;
+    const running = await startServer({ ...server, grounder, metrics, personalizer: personalizer ?? undefined });
     let stopped: Promise<void> | null = null;
     return Object.assign(running, {
       grounder,
+      personalizer,
       stop: () => (stopped ??= (async () => {
         await running.close();
+        await personalizer?.close();
         await grounder[Symbol.asyncDispose]();
       })()),
     });
   } catch (error) {
+    await personalizer?.close();
     await grounder[Symbol.asyncDispose]();
     throw error;
   }

@@ -16,6 +16,7 @@ import type { Grounder, GroundResult } from '../grounding/grounder.js';
 import { ApiError, badRequest, toApiError } from './errors.js';
 import { ServeMetrics } from './metrics.js';
 import { parseChatRequest, parseGroundRequest, type ChatCall, type RequestLimits } from './requests.js';
+import { registerFeedbackRoutes, servedUser, type ServedPersonalizer } from '../personalize/routes.js';
 
 /** What the server needs of a Grounder. */
 export type ServedGrounder = Pick<Grounder, 'ground' | 'addAdapter' | 'removeAdapter' | 'adapters' | 'modelName' | 'pending' | 'maxNewTokens'> & {
@@ -31,6 +32,11 @@ export const DEFAULT_MAX_INSTRUCTION_LENGTH = 2000;
 
 export interface ServerOptions {
   grounder: ServedGrounder;
+  /**
+   * Learning from feedback (lib/personalize): POST /v1/feedback, GET /v1/users/:id, POST /v1/users/:id/rollback;
+   * a user it knows that has no adapter yet is answered by the base model.
+   */
+  personalizer?: ServedPersonalizer;
   /** Default 127.0.0.1. */
   host?: string;
   /** Default 8080; 0 picks a free port (see `port` of the result). */
@@ -252,8 +258,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     return { id: name, object: 'adapter', deleted: true };
   });
 
+  if (options.personalizer) registerFeedbackRoutes(app, options.personalizer, limits);
+
   app.post('/v1/ground', async (request, reply) => {
     const call = parseGroundRequest(request.body, limits);
+    call.user = servedUser(options.personalizer, call.user);
     admit();
     const client = clientSignal(reply);
     try {
@@ -265,6 +274,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   app.post('/v1/chat/completions', async (request, reply) => {
     const call = parseChatRequest(request.body, limits, grounder.modelName);
+    call.user = servedUser(options.personalizer, call.user);
     checkModel(call.user);
     admit();
     const id = `chatcmpl-${randomUUID()}`;
