@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { readDataset, writeDataset } from '../lib/data/manifest.js';
 import { writeSynthDataset } from '../lib/data/synth.js';
 import type { Sample } from '../lib/data/types.js';
@@ -20,9 +20,11 @@ import { runTrainGlobal } from '../lib/experiments/runs.js';
 import { Grounder } from '../lib/grounding/grounder.js';
 import { isBetter, Personalizer, timeSplit, type Decision, type HeldOutMetrics, type PersonalizerOptions } from '../lib/personalize/personalizer.js';
 import { QwenTokenizer } from '../lib/processor/tokenizer.js';
+import { startServer } from '../lib/serve/server.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pigg-personalizer-'));
 const child = join(resolve(import.meta.dirname), 'helpers', 'personalizer-child.mjs');
+const cli = join(resolve(import.meta.dirname, '..'), 'dist', 'cli', 'index.js');
 const synth = join(work, 'synth');
 /** The synthetic dataset with the referring labels dropped: feedback taps come without one. */
 const data = join(work, 'data');
@@ -119,7 +121,8 @@ describe('personalizer', () => {
     // Six screens, then two of them again: the held-out window (the last 2 of 8) repeats screens the user trained on.
     const order = [0, 1, 2, 3, 4, 5, 4, 5];
     const receipts = [];
-    for (const i of order.slice(0, 7)) receipts.push(await personalizer.feedback(tapOf(user1[i]!)));
+    // Through the Grounder (as `pigg serve` does) and through the personalizer: the same store.
+    for (const i of order.slice(0, 7)) receipts.push(await (i % 2 === 0 ? grounder.feedback(tapOf(user1[i]!)) : personalizer.feedback(tapOf(user1[i]!))));
     expect(receipts.map((r) => [r.index, r.pending, r.scheduled])).toEqual([0, 1, 2, 3, 4, 5, 6].map((i) => [i, i + 1, false]));
     expect(personalizer.running).toBeNull();
     const last = await personalizer.feedback(tapOf(user1[5]!));
@@ -244,5 +247,92 @@ describe('personalizer', () => {
     expect(existsSync(join(killedDir, 'jobs', '1.json'))).toBe(false);
     expect((await personalizer.status('1')).pending).toBe(0);
     await personalizer.close();
+  });
+
+  it('over HTTP: POST /v1/feedback, GET /v1/users/:id, rollback; a user without a version yet is served by the base model', async () => {
+    const httpDir = join(work, 'http');
+    const personalizer = await Personalizer.open({ ...TRAINING, dir: httpDir, grounder, auto: false });
+    const server = await startServer({ grounder, personalizer, port: 0 });
+    try {
+      const sample = user1[3]!;
+      const image = `data:image/png;base64,${readFileSync(imageOf(sample)).toString('base64')}`;
+      const post = (path: string, body: unknown) => fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const created = await post('/v1/feedback', { user: 'web', image, instruction: sample.instruction, tap: sample.target });
+      expect(created.status).toBe(201);
+      expect(await created.json()).toEqual({ object: 'feedback', id: 'feedback/web/000000', user: 'web', index: 0, samples: 1, pending: 1, scheduled: false });
+      const errors: Array<[unknown, number, string, string]> = [
+        [{ user: 'web', image, instruction: sample.instruction, tap: { x: sample.width, y: 1 } }, 400, 'tap.x', `tap.x ${sample.width} is outside the image: its width is ${sample.width} pixels (0 <= x < ${sample.width})`],
+        [{ image, instruction: 'x', tap: { x: 1, y: 1 } }, 400, 'user', 'no user: send user, the id whose adapter learns from this tap'],
+        [{ user: 'a/b', image, instruction: 'x', tap: { x: 1, y: 1 } }, 400, 'user', "user 'a/b' may hold only letters, digits and _ . @ - (at most 64, starting with a letter or digit)"],
+        [{ user: 'web', image: 'aGVsbG8=', instruction: 'x', tap: { x: 1, y: 1 } }, 400, 'image', 'the image is not PNG, JPEG, WebP, GIF, TIFF, AVIF or HEIF (unknown leading bytes)'],
+        [{ user: 'web', instruction: 'x', tap: { x: 1, y: 1 } }, 400, 'image', 'no image: send image as base64 or a data URI (data:image/png;base64,...)'],
+        [{ user: 'web', image, instruction: '', tap: { x: 1, y: 1 } }, 400, 'instruction', 'instruction must be a non-empty string'],
+        [{ user: 'web', image, instruction: 'x', tap: 3 }, 400, 'tap', 'tap must be an object {x, y} in pixels of the image'],
+        [{ user: global.split('/').at(-1), image, instruction: 'x', tap: { x: 1, y: 1 } }, 400, 'user', "user 'global' is the base model's name; users name their adapters, so choose another id"],
+      ];
+      for (const [body, status, param, message] of errors) {
+        const response = await post('/v1/feedback', body);
+        expect(response.status, message).toBe(status);
+        expect((await response.json()).error).toMatchObject({ param, message, type: 'invalid_request_error' });
+      }
+      const user = await (await fetch(`${server.url}/v1/users/web`)).json();
+      expect(user).toMatchObject({ id: 'web', object: 'user', samples: 1, pending: 1, version: null, adapter: null, metrics: null, versions: [], training: false, queued: null, last_decision: null });
+      expect((await fetch(`${server.url}/v1/users/nobody`)).status).toBe(404);
+      expect((await (await fetch(`${server.url}/v1/users/..%2Fx`)).json()).error.param).toBe('id');
+      // 'web' has feedback but no adapter: the base model answers (an unknown name would be a 404).
+      const grounded = await post('/v1/ground', { user: 'web', image, instruction: sample.instruction });
+      expect(grounded.status).toBe(200);
+      expect((await grounded.json()).adapter).toBeNull();
+      expect((await post('/v1/ground', { user: 'stranger', image, instruction: sample.instruction })).status).toBe(404);
+      const rollback = await post('/v1/users/web/rollback', { version: 3 });
+      expect(rollback.status).toBe(404);
+      expect((await rollback.json()).error).toMatchObject({ code: 'version_not_found', message: "user 'web' has no version 3 (none promoted)" });
+      expect(await (await post('/v1/users/web/rollback', { version: null })).json()).toMatchObject({ id: 'web', version: null });
+      expect(personalizer.decisions('web').map((d) => d.decision)).toEqual(['rollback']);
+    } finally {
+      await server.close();
+      await personalizer.close();
+    }
+    // Without a personalizer the Grounder keeps no feedback.
+    await expect(grounder.feedback(tapOf(user1[0]!))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('open a Personalizer on it') });
+  });
+
+  it('pigg serve --feedback DIR stores taps, answers /v1/users/:id and resumes its state after a restart', async () => {
+    const cliDir = join(work, 'cli');
+    const args = [cli, 'serve', '--model', global, '--port', '0', '--feedback', cliDir, '--train-after', '3', '--feedback-lr', '1e-2', '--feedback-epochs', '2',
+      '--max-pixels', String(IMAGE.maxPixels), '--min-pixels', String(IMAGE.minPixels), '--max-new-tokens', String(MAX_NEW), '--image-workers', '0'];
+    const run = async (fn: (url: string) => Promise<void>) => {
+      const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      proc.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const exited = new Promise<number | null>((done) => proc.on('exit', (code) => done(code)));
+      try {
+        await vi.waitFor(() => expect(stderr).toMatch(/listening on http:\/\/127\.0\.0\.1:\d+/), { timeout: 60_000, interval: 50 });
+        expect(stderr).toContain(`feedback in ${cliDir}`);
+        await fn(/listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr)![1]!);
+      } finally {
+        proc.kill('SIGTERM');
+        expect(await exited, stderr).toBe(0);
+      }
+      return stderr;
+    };
+    const stderr = await run(async (url) => {
+      for (const sample of user1.slice(0, 4)) {
+        const body = { user: 'cli', image: readFileSync(imageOf(sample)).toString('base64'), instruction: sample.instruction, tap: sample.target };
+        const response = await fetch(`${url}/v1/feedback`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        expect(response.status).toBe(201);
+      }
+      // Trained after 3 taps (2 epochs on 1 sample, 2 held out): wait for the decision.
+      await vi.waitFor(async () => expect((await (await fetch(`${url}/v1/users/cli`)).json()).last_decision).not.toBeNull(), { timeout: 60_000, interval: 100 });
+      expect(await (await fetch(`${url}/v1/users/cli`)).json()).toMatchObject({ samples: 4, pending: 1 });
+    });
+    expect(stderr).toMatch(/user cli: training 2 steps on 3 samples/);
+    expect(stderr).toMatch(/user cli: (promoted v1|rejected) \(candidate acc/);
+    const decided = readDecisions(cliDir);
+    expect(decided).toHaveLength(1);
+    // Restarted: the same state from disk.
+    await run(async (url) => {
+      expect(await (await fetch(`${url}/v1/users/cli`)).json()).toMatchObject({ samples: 4, pending: 1, version: decided[0]!.version, last_decision: decided[0] });
+    });
   });
 });
