@@ -249,6 +249,22 @@ describe('personalizer', () => {
     await personalizer.close();
   });
 
+  it("from 'current' continues the served version on the taps that came after its own training split", async () => {
+    const killedDir = join(work, 'killed');
+    await using restarted = await Grounder.load(global, GROUNDER);
+    const personalizer = await Personalizer.open({ ...TRAINING, dir: killedDir, grounder: restarted, from: 'current', minNewSamples: 4 });
+    const before = await personalizer.status('1');
+    const pointer = JSON.parse(readFileSync(join(killedDir, 'adapters', '1', 'current.json'), 'utf8'));
+    expect(pointer.version).toBe(before.version);
+    for (const i of [0, 1, 2, 3]) await personalizer.feedback(tapOf(user1[i]!));
+    await personalizer.idle();
+    const decision = personalizer.decisions('1').at(-1)!;
+    // 20 samples: the last 5 held out, 15 in the split, of which the served version had trained on the first train_end.
+    expect(decision).toMatchObject({ from: `v${before.version}`, previous: before.version, samples: { total: 20, train: 15, trained: 15 - pointer.train_end, holdout: 5 } });
+    expect(decision.training!.steps).toBe(10 * (15 - pointer.train_end));
+    await personalizer.close();
+  });
+
   it('over HTTP: POST /v1/feedback, GET /v1/users/:id, rollback; a user without a version yet is served by the base model', async () => {
     const httpDir = join(work, 'http');
     const personalizer = await Personalizer.open({ ...TRAINING, dir: httpDir, grounder, auto: false });
