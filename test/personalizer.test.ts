@@ -118,6 +118,8 @@ describe('personalizer', () => {
   it('trains after N taps beside inference and promotes a better adapter, which the next request is served by', async () => {
     const events: string[] = [];
     const personalizer = await Personalizer.open({ ...TRAINING, dir, grounder, onEvent: (e) => events.push(e.type) });
+    // One owner per folder.
+    await expect(Personalizer.open({ ...TRAINING, dir, grounder })).rejects.toThrow(`${dir} is in use by another Personalizer of this process (close it first)`);
     // Six screens, then two of them again: the held-out window (the last 2 of 8) repeats screens the user trained on.
     const order = [0, 1, 2, 3, 4, 5, 4, 5];
     const receipts = [];

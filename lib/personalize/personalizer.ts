@@ -37,7 +37,7 @@ import { planSteps } from '../experiments/train.js';
 import type { Grounder } from '../grounding/grounder.js';
 import type { ImageProcessor } from '../processor/image-pool.js';
 import { processImage } from '../processor/image.js';
-import { fsyncDir, renameDurable, writeFileDurable } from './durable.js';
+import { fsyncDir, mkdirDurable, renameDurable, writeFileDurable } from './durable.js';
 import { JsonlLog } from './jsonl.js';
 import { checkUser, feedbackError, FeedbackStore, type FeedbackInput } from './store.js';
 
@@ -271,7 +271,7 @@ export class Personalizer {
   /** Rollbacks and decisions of one user run one after another. */
   private readonly userLocks = new Map<string, Promise<unknown>>();
 
-  private constructor(options: PersonalizerOptions, readonly store: FeedbackStore, private readonly log: JsonlLog<Decision>) {
+  private constructor(options: PersonalizerOptions, readonly store: FeedbackStore, private readonly log: JsonlLog<Decision>, private readonly lock: string) {
     this.dir = options.dir;
     this.grounder = options.grounder;
     this.minNewSamples = options.minNewSamples ?? DEFAULT_MIN_NEW_SAMPLES;
@@ -316,12 +316,19 @@ export class Personalizer {
    */
   static async open(options: PersonalizerOptions): Promise<Personalizer> {
     Personalizer.check(options);
-    const { store, repaired } = await FeedbackStore.open(join(options.dir, 'users'), { maxInstructionLength: options.maxInstructionLength });
-    const { log, repaired: logRepaired } = await JsonlLog.open<Decision>(join(options.dir, 'decisions.jsonl'));
-    const personalizer = new Personalizer(options, store, log);
-    for (const [user, bytes] of Object.entries(repaired)) personalizer.emit({ type: 'warning', message: `users/${user}/manifest.jsonl: cut off a torn last line (${bytes} bytes)` });
-    if (logRepaired > 0) personalizer.emit({ type: 'warning', message: `decisions.jsonl: cut off a torn last line (${logRepaired} bytes)` });
-    await personalizer.restore();
+    const lock = await takeLock(options.dir);
+    let personalizer: Personalizer;
+    try {
+      const { store, repaired } = await FeedbackStore.open(join(options.dir, 'users'), { maxInstructionLength: options.maxInstructionLength });
+      const { log, repaired: logRepaired } = await JsonlLog.open<Decision>(join(options.dir, 'decisions.jsonl'));
+      personalizer = new Personalizer(options, store, log, lock);
+      for (const [user, bytes] of Object.entries(repaired)) personalizer.emit({ type: 'warning', message: `users/${user}/manifest.jsonl: cut off a torn last line (${bytes} bytes)` });
+      if (logRepaired > 0) personalizer.emit({ type: 'warning', message: `decisions.jsonl: cut off a torn last line (${logRepaired} bytes)` });
+      await personalizer.restore();
+    } catch (error) {
+      await rm(lock, { force: true });
+      throw error;
+    }
     options.grounder.setFeedbackHandler(personalizer.handler);
     personalizer.kick();
     return personalizer;
@@ -544,6 +551,7 @@ export class Personalizer {
       this.grounder.setFeedbackHandler(null, this.handler);
       this.closed = (async () => {
         await this.loop?.catch(() => {});
+        await rm(this.lock, { force: true });
         this.wakeIdle();
       })();
     }
@@ -745,6 +753,49 @@ export class Personalizer {
       }
       this.job = null;
     }
+  }
+}
+
+/**
+ * One process at a time owns a feedback folder: <dir>/personalizer.lock holds its pid. A lock whose process is gone
+ * (killed) is taken over; a live one (this process included: a Personalizer not closed) is an error.
+ */
+async function takeLock(dir: string): Promise<string> {
+  await mkdirDurable(dir);
+  const file = join(dir, 'personalizer.lock');
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const handle = await open(file, 'wx');
+      try {
+        await handle.writeFile(`${JSON.stringify({ pid: process.pid, since: new Date().toISOString() })}\n`);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      return file;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    let holder: { pid?: number } = {};
+    try {
+      holder = JSON.parse(await readFile(file, 'utf8')) as { pid?: number };
+    } catch {
+      // half written by a process killed while taking it: stale
+    }
+    if (typeof holder.pid === 'number' && isAlive(holder.pid)) {
+      throw feedbackError('INVALID_ARGUMENT', 'dir', `${dir} is in use by ${holder.pid === process.pid ? 'another Personalizer of this process (close it first)' : `process ${holder.pid}`} (${file})`);
+    }
+    await rm(file, { force: true });
+  }
+  throw new Error(`cannot take ${file}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
