@@ -10,6 +10,7 @@ const resultsDir = join(root, 'bench', 'results');
 const lines = [];
 for (const file of readdirSync(resultsDir).filter((f) => f.endsWith('.json')).sort()) {
   const result = JSON.parse(readFileSync(join(resultsDir, file), 'utf8'));
+  if (!Array.isArray(result.rows)) continue; // a series (bench/feedback.mjs's accuracy over time), not a table
   const versions = Object.entries(result.versions).filter(([, v]) => v).map(([k, v]) => `${k} ${v}`).join(', ');
   lines.push(`**${file}**: ${result.device}; ${versions}; ${result.date.slice(0, 10)}; \`${result.command ?? `node bench/${file.split('-')[0]}.mjs`}\``, '');
   lines.push('| bench | config | metric | pigg | transformers | ratio (> 1: pigg better) |', '|---|---|---|---|---|---|');
