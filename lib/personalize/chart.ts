@@ -51,7 +51,9 @@ export function feedbackChartSvg(series: readonly UserSeries[], title = 'Accurac
     for (const p of s.points) {
       parts.push(`<circle cx="${r1(x(p.taps))}" cy="${r1(y(p.served))}" r="${s.user === 'mean' ? 4 : 3}" fill="${colour}"><title>${escapeXml(`${s.user === 'mean' ? 'mean over users' : `user ${s.user}`}, after ${p.taps} taps: served ${(p.served * 100).toFixed(1)}%, global ${(p.global * 100).toFixed(1)}%`)}</title></circle>`);
     }
-    for (const p of s.promotions) parts.push(`<path d="M${r1(x(p))} ${top + plotH} l-4 7 h8 z" fill="${colour}" fill-opacity="0.8"><title>${escapeXml(`user ${s.user}: a new version after ${p} taps`)}</title></path>`);
+    // Users promoted at the same tap count: their marks side by side.
+    const shift = (users.indexOf(s) - (users.length - 1) / 2) * 7;
+    for (const p of s.promotions) parts.push(`<path d="M${r1(x(p) + shift)} ${top + plotH} l-3.5 7 h7 z" fill="${colour}"><title>${escapeXml(`user ${s.user}: a new version after ${p} taps`)}</title></path>`);
   }
   parts.push(`<line x1="${left}" x2="${left + plotW}" y1="${y(0)}" y2="${y(0)}" stroke="#333"/>`);
   parts.push(`<text x="${left + plotW / 2}" y="${height - 10}" text-anchor="middle">feedback taps received from the user (▲ a new adapter promoted)</text>`);
