@@ -10,6 +10,7 @@
 
 #include "adapters.h"
 #include "checkpoint.h"
+#include "cpu_allocator.h"
 #include "device.h"
 #include "error.h"
 #include "grammar.h"
@@ -138,8 +139,12 @@ json configSummary(const ModelConfig& config) {
 }
 
 json memoryJson(const DeviceMemory& memory) {
-  if (!memory.available) return {{"available", false}};
-  return {{"available", true}, {"allocated", memory.allocated}, {"reserved", memory.reserved}, {"peakAllocated", memory.peakAllocated}};
+  json out = {{"available", memory.available}};
+  if (memory.available) out.update({{"allocated", memory.allocated}, {"reserved", memory.reserved}, {"peakAllocated", memory.peakAllocated}});
+  const CpuCacheStats host = cpuCacheStats();
+  if (host.installed)
+    out["hostCache"] = {{"live", host.liveBytes}, {"cached", host.cachedBytes}, {"limit", host.limitBytes}, {"hits", host.hits}, {"misses", host.misses}};
+  return out;
 }
 
 // libtorch's own errors carry a C++ backtrace; callers get the message alone.
@@ -414,6 +419,8 @@ void writeTensors(const std::string& path, const NamedTensors& tensors) {
 std::string deviceMemory(const std::string& device) {
   return guarded([&] { return memoryJson(pigg::deviceMemory(at::Device(device))).dump(); });
 }
+
+void initialize() { installCpuCachingAllocator(); }
 
 std::string versions() {
   json out = {{"torch", TORCH_VERSION}, {"cuda", at::hasCUDA()}};

@@ -92,6 +92,8 @@ std::string inspectCheckpoint(const std::string& dir);
 // Reads every tensor of a .safetensors file into host tensors (fixtures, results).
 NamedTensors readTensors(const std::string& path);
 void writeTensors(const std::string& path, const NamedTensors& tensors);
+// Once, before any other call: installs the host tensor cache (cpu_allocator.h).
+void initialize();
 std::string versions();
 // Allocated / reserved / peak bytes of a CUDA device as JSON ({"available": false} on the CPU).
 std::string deviceMemory(const std::string& device);

@@ -1,5 +1,7 @@
 #include "device.h"
 
+#include "cpu_allocator.h"
+
 #ifdef PIGG_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
@@ -23,6 +25,7 @@ DeviceMemory deviceMemory(at::Device device) {
 }
 
 void releaseCachedMemory(at::Device device) {
+  if (device.is_cpu()) releaseCpuCache();
 #ifdef PIGG_WITH_CUDA
   if (device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
 #endif

@@ -1,6 +1,7 @@
 // Device memory: what the CUDA caching allocator holds (for logs that show memory returning to its baseline
 // between folds), handing cached blocks back when a model is released, and waiting for queued kernels (so
-// reported timings cover the work, not its launch). No-ops on the CPU and in builds against a CPU-only libtorch.
+// reported timings cover the work, not its launch). On the CPU, releasing empties the host tensor cache
+// (cpu_allocator.h); the rest are no-ops there and in builds against a CPU-only libtorch.
 #pragma once
 #include <ATen/ATen.h>
 

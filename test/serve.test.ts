@@ -313,6 +313,9 @@ describe('pigg serve with two adapters', () => {
     expect(metric(text, 'pigg_adapters{where="host"}')).toBe(2);
     expect(metric(text, 'pigg_queue_depth')).toBe(0);
     expect(metric(text, 'process_resident_memory_bytes')).toBeGreaterThan(0);
+    // The host tensor cache has served the model's tensors and keeps no more than its limit.
+    expect(metric(text, 'pigg_host_cache_bytes{kind="live"}')).toBeGreaterThan(0);
+    expect(metric(text, 'pigg_host_cache_bytes{kind="cached"}')).toBeLessThanOrEqual(metric(text, 'pigg_host_cache_bytes{kind="limit"}'));
   });
 });
 

@@ -868,9 +868,9 @@ describe('gradient checkpointing', () => {
 
   it('lowers the peak memory of a training step (child processes, peak RSS)', async () => {
     // A random 8-layer model (hidden 256, intermediate 1024) and 4 × 1024 synthetic tokens; each variant runs one
-    // step in its own process and reports getrusage's maxRSS before and after the step. glibc's mmap threshold
-    // is pinned so freed activation buffers go back to the OS and RSS follows live memory (its dynamic
-    // threshold otherwise keeps freed blocks in the heap and inflates both peaks).
+    // step in its own process and reports getrusage's maxRSS before and after the step. The engine's host tensor
+    // cache is off and glibc's mmap threshold pinned, so freed activation buffers go back to the OS and RSS
+    // follows live memory (kept blocks would otherwise inflate both peaks).
     const config = JSON.parse(readFileSync(join(UNTIED, 'config.json'), 'utf8'));
     Object.assign(config.text_config, { hidden_size: 256, intermediate_size: 1024, num_hidden_layers: 8, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 64 });
     config.text_config.rope_scaling.mrope_section = [16, 8, 8];
@@ -880,7 +880,7 @@ describe('gradient checkpointing', () => {
     const measure = (checkpointing: boolean) => {
       const child = spawnSync(process.execPath, [HELPER, modelDir, checkpointing ? '1' : '0', '4', '1024'], {
         encoding: 'utf8',
-        env: { ...process.env, MALLOC_MMAP_THRESHOLD_: '131072' },
+        env: { ...process.env, MALLOC_MMAP_THRESHOLD_: '131072', PIGG_CPU_CACHE_MB: '0' },
         timeout: 120_000,
       });
       expect(child.status, child.stderr).toBe(0);

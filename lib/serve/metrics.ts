@@ -20,15 +20,20 @@ interface DeviceMemory {
   allocated?: number;
   reserved?: number;
   peakAllocated?: number;
+  /** The engine's host tensor cache (native/cpu_allocator.h): bytes handed out and freed bytes kept for reuse. */
+  hostCache?: { live: number; cached: number; limit: number; hits: number; misses: number };
 }
 
 const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 const SIZES = [1, 2, 4, 8, 16, 32, 64, 128];
 
-/** The CUDA caching allocator's bytes (native deviceMemory, no model lock: a scrape never waits for a batch). */
+/**
+ * The CUDA caching allocator's bytes and the host tensor cache's (native deviceMemory, no model lock: a scrape
+ * never waits for a batch).
+ */
 export function deviceMemory(device: string): DeviceMemory {
   const addon = native() as unknown as { deviceMemory?: (device: string) => string };
-  if (!addon.deviceMemory || !device.startsWith('cuda')) return { available: false };
+  if (!addon.deviceMemory) return { available: false };
   try {
     return JSON.parse(addon.deviceMemory(device)) as DeviceMemory;
   } catch {
@@ -93,6 +98,16 @@ export class ServeMetrics {
         this.set({ kind: 'allocated' }, memory.allocated ?? 0);
         this.set({ kind: 'reserved' }, memory.reserved ?? 0);
         this.set({ kind: 'peak' }, memory.peakAllocated ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'pigg_host_cache_bytes', help: "Host memory of the engine's tensor cache (kind: live, in tensors; cached, freed and kept for reuse; limit)", labelNames: ['kind'], registers,
+      collect() {
+        const cache = deviceMemory(metrics.device).hostCache;
+        if (!cache) return;
+        this.set({ kind: 'live' }, cache.live);
+        this.set({ kind: 'cached' }, cache.cached);
+        this.set({ kind: 'limit' }, cache.limit);
       },
     });
   }

@@ -590,6 +590,7 @@ Napi::Value DeviceMemory(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  pigg::api::initialize();
   Napi::Function modelClass = NativeModel::Init(env);
   NativeModel::constructor = Napi::Persistent(modelClass);
   NativeModel::constructor.SuppressDestruct();
