@@ -9,7 +9,9 @@ import { PythonRandom } from '../data/folds.js';
 import { Qwen3VL, type LoadOptions } from '../engine/model.js';
 import type { StepReport, Trainer } from '../engine/trainer.js';
 import type { QwenTokenizer } from '../processor/tokenizer.js';
+import { processImage } from '../processor/image.js';
 import type { ImageProcessor } from '../processor/image-pool.js';
+import { cachedImages } from '../processor/image-cache.js';
 import { modelBatch, prefetched, type PromptSettings } from './inputs.js';
 import type { TrainConfig } from './presets.js';
 
@@ -76,6 +78,7 @@ export async function trainRun(tokenizer: QwenTokenizer, options: TrainRunOption
       gradientCheckpointing: config.gradientCheckpointing,
       seed: config.seed,
       lora: config.lora,
+      trainable: config.trainable,
     });
     let done = 0;
     if (existsSync(join(options.stateDir, 'trainer_state.json'))) {
@@ -84,10 +87,11 @@ export async function trainRun(tokenizer: QwenTokenizer, options: TrainRunOption
     }
     await mkdir(dirname(options.logFile), { recursive: true });
     const saveEvery = options.saveEvery ?? 50;
+    const images = cachedImages(options.images ?? processImage);
     const stepInputs = prefetched(steps.length - done, async (offset) => {
       const { epoch, microBatches } = steps[done + offset];
       const batches = await Promise.all(microBatches.map((micro) =>
-        modelBatch(tokenizer, micro.map((i) => samples[i]), options.datasetDir, options.settings, config.labels, options.images)));
+        modelBatch(tokenizer, micro.map((i) => samples[i]), options.datasetDir, options.settings, config.labels, images)));
       return { epoch, batches };
     });
     for await (const { epoch, batches } of stepInputs) {
