@@ -9,7 +9,7 @@ import { register as registerVisualize } from '../lib/cli/visualize.js';
 import { writeDataset } from '../lib/data/manifest.js';
 import type { Sample } from '../lib/data/types.js';
 import { predictionSvg, toleranceRadii } from '../lib/report/draw.js';
-import { writeReport } from '../lib/report/html.js';
+import { fmtGain, gainChartSvg, personalGains, writeReport } from '../lib/report/html.js';
 import type { ResultRecord } from '../lib/report/results.js';
 import { sanitizeId, visualizeRecords, visualizeRun } from '../lib/report/visualize.js';
 
@@ -151,7 +151,7 @@ describe('report', () => {
   it('writes an HTML page with recomputed figures, flags and PNG charts', async () => {
     const out = join(root, 'site', 'index.html');
     const written = await writeReport(results, out);
-    expect(written.pngs).toEqual([join(root, 'site', 'index-accuracy.png'), join(root, 'site', 'index-l2-cdf.png')]);
+    expect(written.pngs).toEqual(['accuracy', 'l2-cdf', 'gain'].map((name) => join(root, 'site', `index-${name}.png`)));
     const html = await readFile(out, 'utf8');
     expect(html.startsWith('<!DOCTYPE html>')).toBe(true);
     expect(html).not.toMatch(/<script|<link|src=/i);
@@ -191,6 +191,52 @@ describe('report', () => {
     }
   });
 
+  it('charts global vs personalized per user with the gain, from out.json', async () => {
+    const out = join(root, 'gain', 'report.html');
+    const written = await writeReport(results, out);
+    const html = await readFile(out, 'utf8');
+    // Expected figures straight from the fixture's records: a user's accuracy is its hit share (k-fold: the mean of the folds').
+    const acc = (records: ResultRecord[]) => records.filter((r) => r.hit).length / records.length;
+    const meanL2 = (records: ResultRecord[]) => records.reduce((a, r) => a + (r.l2 ?? 0), 0) / records.length;
+    const global1 = acc(RESULTS['global/user_1']!);
+    const personal1 = (acc(RESULTS['personalized/user_1/fold_0']!) + acc(RESULTS['personalized/user_1/fold_1']!)) / 2;
+    const personalL2 = (meanL2(RESULTS['personalized/user_1/fold_0']!) + meanL2(RESULTS['personalized/user_1/fold_1']!)) / 2;
+    expect(global1).toBe(1);
+    expect(personal1).toBeCloseTo(7 / 12, 12);
+
+    const gains = personalGains(written.report)!;
+    expect([gains.baseline, gains.personalized]).toEqual(['global', 'personalized']);
+    // Only user 1 has both; user 2 has no personalized run.
+    expect(gains.users.map((u) => u.user)).toEqual(['1']);
+    const u1 = gains.users[0]!;
+    expect(u1.global).toBeCloseTo(global1, 12);
+    expect(u1.personalized).toBeCloseTo(personal1, 12);
+    expect(u1.gain).toBeCloseTo(personal1 - global1, 12);
+    expect(u1.globalMeanL2).toBeCloseTo(meanL2(RESULTS['global/user_1']!), 12);
+    expect(u1.personalizedMeanL2).toBeCloseTo(personalL2, 12);
+    expect(gains.mean).toMatchObject({ user: 'mean', global: u1.global, personalized: u1.personalized, gain: u1.gain });
+
+    // The chart's bars and labels carry the same numbers, and the label reads the gain in points.
+    const chart = html.slice(html.indexOf('<h2>Personalization gain per user</h2>'));
+    const data = [...chart.matchAll(/data-user="([^"]*)" data-series="([^"]*)" data-value="([^"]*)"/g)].map((m) => [m[1], m[2], Number(m[3])]);
+    const expected = [
+      ['1', 'global', global1], ['1', 'personalized', personal1], ['1', 'gain', personal1 - global1],
+      ['mean', 'global', global1], ['mean', 'personalized', personal1], ['mean', 'gain', personal1 - global1],
+    ] as const;
+    expect(data.map(([user, series]) => [user, series])).toEqual(expected.map(([user, series]) => [user, series]));
+    data.forEach(([, , value], i) => expect(value).toBeCloseTo(expected[i]![2], 12));
+    expect(fmtGain(personal1 - global1)).toBe('−41.7 pts');
+    expect(chart).toContain('>−41.7 pts</text>');
+    expect(chart).toContain('better for 0 of 1 user');
+    const cells = (...values: string[]) => values.map((v) => `<td>${v}</td>`).join('');
+    expect(chart).toContain(`<td class="name">1</td>${cells('100.00%', '58.33%')}<td class="down">−41.7 pts</td>${cells('20.00', '123.33')}`);
+
+    const png = await sharp(written.pngs[2]!).metadata();
+    expect([png.format, png.width, png.height]).toEqual(['png', 640, 360]);
+    // The bars are drawn: the global bar of user 1 (100%) is filled in the middle of the plot.
+    expect(gainChartSvg(gains)).toContain('data-user="1" data-series="global" data-value="1"');
+  });
+
   it('flags records whose l2 or hit do not follow from gt and pred', async () => {
     const dir = join(root, 'bad-results');
     await mkdir(join(dir, 'x', 'user_1'), { recursive: true });
@@ -198,6 +244,9 @@ describe('report', () => {
     const { report } = await writeReport(dir);
     expect(report.flags).toHaveLength(1);
     expect(report.flags[0]!.summary).toBe('1 inconsistent record, first #0');
+    // One one-shot experiment: nothing to compare, so no gain chart.
+    expect(personalGains(report)).toBeNull();
+    expect(await readFile(join(dir, 'report.html'), 'utf8')).toContain('No per-user comparison');
   });
 });
 

@@ -1,5 +1,6 @@
 // `pigg report`: one self-contained HTML page (inline CSS and SVG, no scripts, no external assets) comparing every
-// experiment under a results folder, plus PNG copies of the two main charts beside it.
+// experiment under a results folder, plus PNG copies of its charts beside it: accuracy per user and experiment, the
+// L2 distribution, and (when the results hold a global and a personalized run) global vs personalized per user.
 //
 // Figures are always recomputed from out.json; summaries other tools wrote are only checked against them, and
 // any disagreement is listed at the top of the page. Summaries checked (fields compared when present):
@@ -287,18 +288,15 @@ function legend(names: string[], x: number, y: number): string {
     .join('');
 }
 
-/** Grouped bars: accuracy per user (and the mean over users) per experiment, with ± std whiskers for k-fold runs. */
-export function accuracyChartSvg(report: Report): string {
-  const exps = report.experiments;
-  const users = [...new Set(exps.flatMap((e) => e.users.map((u) => u.user)))];
-  const groups = [...users.map((u) => ({ label: `user ${u}`, user: u })), { label: 'mean', user: null }];
-  const barW = 14;
+/**
+ * The frame both bar charts share: a white canvas, the 0-100% grid and labels, and the x of each group's first bar.
+ * Groups widen to fill a minimum plot width, so a few users do not leave the chart mostly empty.
+ */
+function barFrame(o: { groups: number; bars: number; barW: number; gap: number; top: number; plotH: number }) {
+  const { top, plotH } = o;
   const left = 56;
-  const top = 60;
-  const plotH = 260;
-  // Groups widen to fill a minimum plot width, so a few users do not leave the chart mostly empty.
-  const groupW = Math.max(exps.length * barW + 16, (640 - left - 20) / groups.length);
-  const width = Math.max(640, Math.ceil(left + groups.length * groupW + 20));
+  const groupW = Math.max(o.bars * o.barW + o.gap, (640 - left - 20) / o.groups);
+  const width = Math.max(640, Math.ceil(left + o.groups * groupW + 20));
   const height = top + plotH + 48;
   const y = (v: number) => top + plotH - v * plotH;
   const parts: string[] = [`<rect width="${width}" height="${height}" fill="white"/>`];
@@ -308,8 +306,19 @@ export function accuracyChartSvg(report: Report): string {
         `<text x="${left - 6}" y="${r1(y(t / 100) + 4)}" text-anchor="end">${t}%</text>`,
     );
   }
+  const groupX = (gi: number) => Math.round(left + gi * groupW + (groupW - o.bars * o.barW) / 2);
+  return { left, width, height, top, plotH, y, groupX, parts };
+}
+
+/** Grouped bars: accuracy per user (and the mean over users) per experiment, with ± std whiskers for k-fold runs. */
+export function accuracyChartSvg(report: Report): string {
+  const exps = report.experiments;
+  const users = [...new Set(exps.flatMap((e) => e.users.map((u) => u.user)))];
+  const groups = [...users.map((u) => ({ label: `user ${u}`, user: u })), { label: 'mean', user: null }];
+  const barW = 14;
+  const { left, width, height, top, plotH, y, groupX, parts } = barFrame({ groups: groups.length, bars: exps.length, barW, gap: 16, top: 60, plotH: 260 });
   groups.forEach((g, gi) => {
-    const gx = Math.round(left + gi * groupW + (groupW - exps.length * barW) / 2);
+    const gx = groupX(gi);
     exps.forEach((e, ei) => {
       const u = g.user === null ? null : e.users.find((x) => x.user === g.user);
       const acc = g.user === null ? e.overall.accuracy : (u?.summary.avg_accuracy ?? null);
@@ -328,6 +337,122 @@ export function accuracyChartSvg(report: Report): string {
   parts.push(`<text x="${left}" y="18" font-weight="bold">Click accuracy (L2 ≤ ${PIGG_DELTA}) per user</text>`);
   parts.push(legend(exps.map((e) => e.experiment.name), left, 36));
   return svg(width, height, parts, 'Grouped bar chart of click accuracy per user and experiment');
+}
+
+/** One user's figures under the baseline (global) and the personalized experiment, as the gain chart draws them. */
+export interface UserGain {
+  /** A user id, or 'mean' for the mean over the users both experiments hold. */
+  user: string;
+  global: number | null;
+  personalized: number | null;
+  /** personalized - global accuracy (a fraction; null when either is missing). */
+  gain: number | null;
+  globalMeanL2: number | null;
+  personalizedMeanL2: number | null;
+}
+
+export interface GainData {
+  /** Experiment names: the one-shot baseline and the k-fold personalized run. */
+  baseline: string;
+  personalized: string;
+  /** Users both experiments hold, in the report's order. */
+  users: UserGain[];
+  /** Mean over those users of each figure (so gain = mean personalized - mean global). */
+  mean: UserGain;
+}
+
+const meanOf = (values: Array<number | null>): number | null => {
+  const present = values.filter((v): v is number => v !== null);
+  return present.length === 0 || present.length < values.length ? null : present.reduce((a, v) => a + v, 0) / present.length;
+};
+const diff = (a: number | null, b: number | null) => (a === null || b === null ? null : a - b);
+
+/**
+ * The per-user comparison PIGG's claim rests on: the personalized (k-fold) experiment against the global model it
+ * started from. The baseline is the one-shot experiment named like 'global' (else the last one-shot experiment that
+ * is not vanilla, else the last one-shot one); the personalized one is the first k-fold experiment. Null when the
+ * results lack either or they share no user.
+ */
+export function personalGains(report: Report): GainData | null {
+  const flat = report.experiments.filter((e) => e.experiment.kind === 'flat');
+  const personalized = report.experiments.find((e) => e.experiment.kind === 'folds');
+  const baseline =
+    flat.find((e) => /global/i.test(e.experiment.name)) ?? flat.filter((e) => !/vanilla/i.test(e.experiment.name)).at(-1) ?? flat.at(-1);
+  if (!baseline || !personalized) return null;
+  const users = baseline.users.flatMap((g): UserGain[] => {
+    const p = personalized.users.find((u) => u.user === g.user);
+    if (!p) return [];
+    return [{
+      user: g.user,
+      global: g.summary.avg_accuracy,
+      personalized: p.summary.avg_accuracy,
+      gain: diff(p.summary.avg_accuracy, g.summary.avg_accuracy),
+      globalMeanL2: g.summary.avg_mean_l2,
+      personalizedMeanL2: p.summary.avg_mean_l2,
+    }];
+  });
+  if (users.length === 0) return null;
+  const global = meanOf(users.map((u) => u.global));
+  const pers = meanOf(users.map((u) => u.personalized));
+  const mean: UserGain = {
+    user: 'mean', global, personalized: pers, gain: diff(pers, global),
+    globalMeanL2: meanOf(users.map((u) => u.globalMeanL2)), personalizedMeanL2: meanOf(users.map((u) => u.personalizedMeanL2)),
+  };
+  return { baseline: baseline.experiment.name, personalized: personalized.experiment.name, users, mean };
+}
+
+const GAIN_UP = '#2e7d32';
+const GAIN_DOWN = '#c62828';
+/** The colours the accuracy chart gives the two experiments, so both charts read alike. */
+export function gainColours(report: Report, data: GainData): [string, string] {
+  const at = (name: string) => colour(Math.max(0, report.experiments.findIndex((e) => e.experiment.name === name)));
+  return [at(data.baseline), at(data.personalized)];
+}
+
+/** Signed percentage points, e.g. "+12.5 pts" or "−3.1 pts". */
+export const fmtGain = (v: number | null) => (v === null ? '–' : `${v > 0 ? '+' : v < 0 ? '−' : '±'}${Math.abs(v * 100).toFixed(1)} pts`);
+
+/**
+ * Grouped bars per user: the global model's accuracy beside the personalized one's, with the gain written above each
+ * pair (green for a gain, red for a loss), and the mean over users last. Each bar and gain label carries its figure
+ * in data-* attributes (data-user, data-series = global | personalized | gain, data-value as a fraction).
+ */
+export function gainChartSvg(data: GainData, colours: [string, string] = [colour(1), colour(2)]): string {
+  const groups = [...data.users, data.mean];
+  const barW = 22;
+  const { left, width, height, top, plotH, y, groupX, parts } = barFrame({ groups: groups.length, bars: 2, barW, gap: 28, top: 72, plotH: 240 });
+  groups.forEach((g, gi) => {
+    const gx = groupX(gi);
+    if (g.user === 'mean') parts.push(`<rect x="${gx - 8}" y="${top - 18}" width="${2 * barW + 14}" height="${plotH + 18}" fill="#f4f4f4"/>`);
+    const values: Array<[string, number | null, string]> = [['global', g.global, data.baseline], ['personalized', g.personalized, data.personalized]];
+    values.forEach(([series, acc, name], si) => {
+      if (acc === null) return;
+      parts.push(
+        `<rect x="${gx + si * barW}" y="${r1(y(acc))}" width="${barW - 2}" height="${r1(acc * plotH)}" fill="${colours[si]}" ` +
+          `data-user="${escapeXml(g.user)}" data-series="${series}" data-value="${acc}"><title>${escapeXml(`${name}, ${g.user === 'mean' ? 'mean over users' : `user ${g.user}`}: ${fmtPct(acc)}`)}</title></rect>`,
+      );
+    });
+    const topAcc = Math.max(g.global ?? 0, g.personalized ?? 0);
+    const fill = g.gain === null || g.gain === 0 ? '#555' : g.gain > 0 ? GAIN_UP : GAIN_DOWN;
+    parts.push(
+      `<text x="${gx + barW}" y="${r1(y(topAcc) - 6)}" text-anchor="middle" font-weight="bold" fill="${fill}" ` +
+        `data-user="${escapeXml(g.user)}" data-series="gain" data-value="${g.gain ?? ''}">${escapeXml(fmtGain(g.gain))}</text>`,
+    );
+    parts.push(`<text x="${gx + barW}" y="${top + plotH + 16}" text-anchor="middle">${escapeXml(g.user === 'mean' ? 'mean' : `user ${g.user}`)}</text>`);
+  });
+  parts.push(`<line x1="${left}" x2="${width - 10}" y1="${y(0)}" y2="${y(0)}" stroke="#333"/>`);
+  parts.push(`<text x="${left}" y="18" font-weight="bold">Personalization per user: accuracy (L2 ≤ ${PIGG_DELTA}), ${escapeXml(data.baseline)} vs ${escapeXml(data.personalized)}</text>`);
+  let lx = left;
+  parts.push(
+    [data.baseline, data.personalized]
+      .map((name, i) => {
+        const item = `<rect x="${lx}" y="26" width="12" height="12" fill="${colours[i]}"/><text x="${lx + 16}" y="36">${escapeXml(name)}</text>`;
+        lx += 28 + Math.ceil(name.length * 7.2);
+        return item;
+      })
+      .join('') + `<text x="${lx}" y="36" fill="#555">label: personalized − global</text>`,
+  );
+  return svg(width, height, parts, `Grouped bar chart of ${data.baseline} vs ${data.personalized} accuracy per user, with the gain`);
 }
 
 /** Share of all samples with L2 <= x, per experiment; unscored failures never arrive, so at x = 140 it is the accuracy. */
@@ -502,15 +627,40 @@ table{border-collapse:collapse;margin:8px 0;font-size:13px}th,td{border:1px soli
 th{background:#f3f3f3}td.name,td.path{text-align:left}td.path{font-family:monospace;font-size:12px;word-break:break-all}
 tr.avg td{background:#f7f7ff;font-weight:bold}pre{margin:0;white-space:pre-wrap;text-align:left;max-width:600px;font-size:12px}
 .flags{border:2px solid #d33;background:#fff4f4;padding:8px 12px}.ok{color:#286a28}.note{color:#555;font-size:13px}
-figure{margin:12px 0}figcaption{font-size:12px;color:#555}`;
+figure{margin:12px 0}figcaption{font-size:12px;color:#555}td.up{color:#2e7d32;font-weight:bold}td.down{color:#c62828;font-weight:bold}`;
 
 export interface ChartFiles {
   accuracy: string;
   cdf: string;
+  /** The per-user global vs personalized chart, when the results hold both. */
+  gain?: string;
+}
+
+function gainTable(data: GainData): string {
+  const head = row(['User', `${data.baseline} accuracy`, `${data.personalized} accuracy`, 'Gain', `${data.baseline} mean L2`, `${data.personalized} mean L2`].map((h) => th(h)));
+  const rows = [...data.users, data.mean].map((g) => {
+    const cells = [
+      td(g.user, 'name'), td(fmtPct(g.global)), td(fmtPct(g.personalized)),
+      td(fmtGain(g.gain), g.gain === null || g.gain === 0 ? '' : g.gain > 0 ? 'up' : 'down'), td(fmtL2(g.globalMeanL2)), td(fmtL2(g.personalizedMeanL2)),
+    ];
+    return g.user === 'mean' ? `<tr class="avg">${cells.join('')}</tr>` : row(cells);
+  });
+  return table([head], rows);
+}
+
+function gainSection(data: GainData | null, chart: string | undefined, png: string | undefined): string {
+  if (!data || !chart) return '<p class="note">No per-user comparison: it needs a one-shot experiment (the global model) and a k-fold one (personalized) over the same users.</p>';
+  const users = data.users.length;
+  const up = data.users.filter((u) => u.gain !== null && u.gain > 0).length;
+  return `<p class="note">${escapeXml(data.personalized)} against ${escapeXml(data.baseline)} on the same users' samples (each user's k-fold
+average against the one-shot run): personalized is better for ${up} of ${users} user${users === 1 ? '' : 's'}.</p>
+<figure>${chart}<figcaption>Label above each pair: personalized − global accuracy in percentage points.${png ? ` PNG: <a href="${escapeXml(png)}">${escapeXml(png)}</a>` : ''}</figcaption></figure>
+${gainTable(data)}`;
 }
 
 /** The whole page; chart PNG names (relative to the page) are linked from the figure captions. */
-export function renderHtml(report: Report, charts: { accuracy: string; cdf: string }, pngs: ChartFiles): string {
+export function renderHtml(report: Report, charts: { accuracy: string; cdf: string; gain?: string }, pngs: ChartFiles): string {
+  const gains = personalGains(report);
   const folds = report.experiments.filter((e) => e.experiment.kind === 'folds');
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>PIGG report: ${escapeXml(report.resultsDir)}</title><style>${CSS}</style></head>
@@ -526,6 +676,8 @@ ${overallTable(report)}
 <h2>Per user</h2>
 <figure>${charts.accuracy}<figcaption>Whiskers: ± std over folds. PNG: <a href="${escapeXml(pngs.accuracy)}">${escapeXml(pngs.accuracy)}</a></figcaption></figure>
 ${perUserTable(report)}
+<h2>Personalization gain per user</h2>
+${gainSection(gains, charts.gain, pngs.gain)}
 ${folds.map((e) => `<h2>Per fold: ${escapeXml(e.experiment.name)}</h2>\n${foldTable(e)}`).join('\n')}
 <h2>L2 distribution</h2>
 <figure>${charts.cdf}<figcaption>Share of all samples (parse failures included) with L2 ≤ x; at x = ${PIGG_DELTA} it equals the pooled accuracy. PNG: <a href="${escapeXml(pngs.cdf)}">${escapeXml(pngs.cdf)}</a></figcaption></figure>
@@ -542,15 +694,23 @@ export interface WrittenReport {
   report: Report;
 }
 
-/** Builds the report and writes <out> (default <results>/report.html) plus <name>-accuracy.png and <name>-l2-cdf.png beside it. */
+/**
+ * Builds the report and writes <out> (default <results>/report.html) plus <name>-accuracy.png, <name>-l2-cdf.png and,
+ * when the results hold a global and a personalized experiment, <name>-gain.png beside it.
+ */
 export async function writeReport(resultsDir: string, outFile = join(resultsDir, 'report.html')): Promise<WrittenReport> {
   const report = await buildReport(resultsDir);
   const stem = basename(outFile, extname(outFile));
-  const names: ChartFiles = { accuracy: `${stem}-accuracy.png`, cdf: `${stem}-l2-cdf.png` };
-  const charts = { accuracy: accuracyChartSvg(report), cdf: l2CdfSvg(report) };
+  const gains = personalGains(report);
+  const names: ChartFiles = { accuracy: `${stem}-accuracy.png`, cdf: `${stem}-l2-cdf.png`, ...(gains ? { gain: `${stem}-gain.png` } : {}) };
+  const charts = { accuracy: accuracyChartSvg(report), cdf: l2CdfSvg(report), ...(gains ? { gain: gainChartSvg(gains, gainColours(report, gains)) } : {}) };
   const pngs = [join(dirname(outFile), names.accuracy), join(dirname(outFile), names.cdf)];
   await writeSvgPng(charts.accuracy, pngs[0]!);
   await writeSvgPng(charts.cdf, pngs[1]!);
+  if (charts.gain && names.gain) {
+    pngs.push(join(dirname(outFile), names.gain));
+    await writeSvgPng(charts.gain, pngs[2]!);
+  }
   await writeFileAtomic(outFile, renderHtml(report, charts, names));
   return { html: outFile, pngs, report };
 }
