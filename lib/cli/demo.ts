@@ -19,11 +19,12 @@ export function register(program: Command): void {
     .description('run the whole pipeline on a synthetic dataset and a tiny random model (CPU, a few minutes)')
     .requiredOption('--out <dir>', 'output folder (data, models, checkpoints, eval_results)')
     .option('--threads <n>', 'CPU threads for the engine', integerOption('--threads', 1))
-    .action(action(async (flags: { out: string; threads?: number }) => {
+    .option('--seed <n>', 'seed of the synthetic users and the random model (default 7)', integerOption('--seed', 0))
+    .action(action(async (flags: { out: string; threads?: number; seed?: number }) => {
       const progress = progressReporter();
       const started = Date.now();
       try {
-        const summary = await runDemo({ out: flags.out, threads: flags.threads, onProgress: progress.onProgress });
+        const summary = await runDemo({ out: flags.out, threads: flags.threads, seed: flags.seed, onProgress: progress.onProgress });
         progress.stop();
         const rows: Array<[string, Record<string, unknown>, string]> = [
           ['vanilla', summary.vanilla as Record<string, unknown>, ''],
@@ -34,6 +35,10 @@ export function register(program: Command): void {
         console.log(`  ${'experiment'.padEnd(14)} ${'accuracy'.padStart(9)} ${'mean L2'.padStart(9)} ${'median L2'.padStart(10)}`);
         for (const [name, metrics, prefix] of rows) {
           console.log(`  ${name.padEnd(14)} ${percent(metrics[`${prefix}accuracy`]).padStart(9)} ${number(metrics[`${prefix}mean_l2`]).padStart(9)} ${number(metrics[`${prefix}median_l2`]).padStart(10)}`);
+        }
+        for (const [user, { global, personalized, gain }] of Object.entries(summary.users)) {
+          const points = gain === null ? 'n/a' : `${gain >= 0 ? '+' : ''}${(gain * 100).toFixed(1)} points`;
+          console.log(`  user ${user}: global ${percent(global)} -> personalized ${percent(personalized)} (${points})`);
         }
       } finally {
         progress.stop();

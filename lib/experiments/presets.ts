@@ -1,4 +1,6 @@
-// PIGG's training settings (its global and personal fine-tunes) as named presets.
+// PIGG's training settings (its global and personal fine-tunes) as named presets, and the CPU demo's own.
+import type { TrainerOptions } from '../engine/trainer.js';
+
 export interface TrainConfig {
   learningRate: number;
   epochs: number;
@@ -15,6 +17,8 @@ export interface TrainConfig {
   /** Label convention: 'pigg' (answer tokens only) or 'qwen' (answer + <|im_end|> + newline). */
   labels: 'pigg' | 'qwen';
   lora?: { rank: number; alpha: number; dropout: number };
+  /** Which parts train (default: the language model, embeddings and head included; vision tower and merger frozen). */
+  trainable?: TrainerOptions['trainable'];
   seed: number;
 }
 
@@ -26,6 +30,18 @@ export const PRESETS = {
   'pigg-personal': {
     learningRate: 2e-5, epochs: 3, batchSize: 1, gradientAccumulation: 4, warmupSteps: 5, weightDecay: 0.01, maxGradNorm: 1.0,
     schedule: 'linear', updateMode: 'master', gradientCheckpointing: true, labels: 'pigg', seed: 42,
+  },
+  // The CPU demo's schedules (lib/experiments/demo.ts) for a tiny random model: a high learning rate, small batches
+  // and enough optimizer steps for the global model to ground from the instruction and for each fold of the
+  // personal fine-tune to take up the user's own layout and habits. No gradient checkpointing: the tiny model's
+  // activations are small (its step time is the 151,936-token output layer's).
+  'demo-global': {
+    learningRate: 1e-2, epochs: 3, batchSize: 4, gradientAccumulation: 1, warmupSteps: 10, weightDecay: 0.01, maxGradNorm: 1.0,
+    schedule: 'linear', updateMode: 'master', gradientCheckpointing: false, labels: 'pigg', seed: 42,
+  },
+  'demo-personal': {
+    learningRate: 1e-2, epochs: 12, batchSize: 4, gradientAccumulation: 1, warmupSteps: 5, weightDecay: 0.01, maxGradNorm: 1.0,
+    schedule: 'linear', updateMode: 'master', gradientCheckpointing: false, labels: 'pigg', seed: 42,
   },
 } satisfies Record<string, TrainConfig>;
 
