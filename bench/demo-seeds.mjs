@@ -34,6 +34,7 @@ const threads = arg('threads') === undefined ? undefined : Number(arg('threads')
 const name = arg('name', 'cpu');
 const outDir = resolve(arg('out', join(root, 'bench', 'results')));
 const config = JSON.parse(arg('config', '{}'));
+const demoConfig = { ...DEMO, ...config };
 
 const round = (v, digits = 4) => (v === null || v === undefined ? null : Number(v.toFixed(digits)));
 const runs = [];
@@ -56,12 +57,9 @@ const result = {
   device: `${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()} threads, ${Math.round(totalmem() / 2 ** 30)} GiB`,
   date: new Date().toISOString(),
   versions: { torch: engineVersions?.().torch ?? null, pigg: JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version },
-  config: { ...DEMO, ...config },
+  config: demoConfig,
   /** The schedules the config's presets and overrides resolve to. */
-  training: Object.fromEntries(['global', 'personal'].map((stage) => {
-    const { preset, overrides } = { ...DEMO, ...config }[stage];
-    return [stage, trainConfig(preset, false, overrides)];
-  })),
+  training: Object.fromEntries(['global', 'personal'].map((stage) => [stage, trainConfig(demoConfig[stage].preset, false, demoConfig[stage].overrides)])),
   runs,
   summary: {
     seeds: runs.length,

@@ -51,10 +51,10 @@ class CachingCpuAllocator final : public c10::Allocator {
     void* data = cls != 0 ? takeCached(cls) : nullptr;
     if (data == nullptr) {
       void* base = nullptr;
-      if (posix_memalign(&base, kAlignment, kHeader + (cls != 0 ? cls : bytes)) != 0 || base == nullptr) {
+      const auto systemAllocate = [&] { return posix_memalign(&base, kAlignment, kHeader + (cls != 0 ? cls : bytes)) == 0 && base != nullptr; };
+      if (!systemAllocate()) {
         releaseCached();  // what the cache holds may be what the system lacks
-        if (posix_memalign(&base, kAlignment, kHeader + (cls != 0 ? cls : bytes)) != 0 || base == nullptr)
-          TORCH_CHECK_WITH(OutOfMemoryError, false, "out of host memory: could not allocate ", bytes, " bytes");
+        TORCH_CHECK_WITH(OutOfMemoryError, systemAllocate(), "out of host memory: could not allocate ", bytes, " bytes");
       }
       std::memcpy(base, &cls, sizeof cls);
       data = static_cast<char*>(base) + kHeader;

@@ -1,7 +1,7 @@
 // `pigg demo --out DIR`: the whole pipeline (synth -> eval -> train-global -> personalize -> results) on an
 // embedded CPU-sized default.
 import type { Command } from 'commander';
-import { runDemo } from '../experiments/demo.js';
+import { describeUserGain, runDemo } from '../experiments/demo.js';
 import { action, integerOption } from './common.js';
 import { progressReporter } from './progress.js';
 
@@ -36,10 +36,7 @@ export function register(program: Command): void {
         for (const [name, metrics, prefix] of rows) {
           console.log(`  ${name.padEnd(14)} ${percent(metrics[`${prefix}accuracy`]).padStart(9)} ${number(metrics[`${prefix}mean_l2`]).padStart(9)} ${number(metrics[`${prefix}median_l2`]).padStart(10)}`);
         }
-        for (const [user, { global, personalized, gain }] of Object.entries(summary.users)) {
-          const points = gain === null ? 'n/a' : `${gain >= 0 ? '+' : ''}${(gain * 100).toFixed(1)} points`;
-          console.log(`  user ${user}: global ${percent(global)} -> personalized ${percent(personalized)} (${points})`);
-        }
+        for (const [user, result] of Object.entries(summary.users)) console.log(`  ${describeUserGain(user, result)}`);
       } finally {
         progress.stop();
       }

@@ -98,6 +98,13 @@ export interface DemoSummary {
   seed: number;
 }
 
+/** "user 1: global 11.9% -> personalized 33.1% (+21.2 points)", as the demo logs and prints it. */
+export function describeUserGain(user: string, { global, personalized, gain }: DemoUserResult): string {
+  const pct = (v: number | null) => (v === null ? 'n/a' : `${(v * 100).toFixed(1)}%`);
+  const points = gain === null ? 'n/a' : `${gain >= 0 ? '+' : ''}${(gain * 100).toFixed(1)} points`;
+  return `user ${user}: global ${pct(global)} -> personalized ${pct(personalized)} (${points})`;
+}
+
 /** Whether the demo keeps a synthetic sample (its kind is one of config.kinds). */
 export function keepsSample(config: Pick<DemoConfig, 'kinds'>, sample: Sample): boolean {
   return (config.kinds as string[]).includes(String(sample.meta?.kind));
@@ -181,9 +188,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     const g = globalResult.users[user]?.accuracy ?? null;
     const p = personalized.users[user]?.avg_accuracy ?? null;
     users[user] = { global: g, personalized: p, gain: g === null || p === null ? null : p - g };
-    const pct = (v: number | null) => (v === null ? 'n/a' : `${(v * 100).toFixed(1)}%`);
-    const gain = users[user].gain;
-    log(`user ${user}: global ${pct(g)} -> personalized ${pct(p)} (${gain === null ? 'n/a' : `${gain >= 0 ? '+' : ''}${(gain * 100).toFixed(1)} points`})`);
+    log(describeUserGain(user, users[user]));
   }
   const summary: DemoSummary = { vanilla: vanilla.overall, global: globalResult.overall, personalized: personalized.overall, users, seed: config.seed };
   await writeJson(join(results, 'demo_summary.json'), summary);

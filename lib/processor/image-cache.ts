@@ -9,43 +9,35 @@ export const DEFAULT_IMAGE_CACHE_BYTES = 512 * 2 ** 20;
 
 /** `images`, remembering what it returned for each file path and options; byte sources are not cached. */
 export function cachedImages(images: ImageProcessor, maxBytes = DEFAULT_IMAGE_CACHE_BYTES): ImageProcessor {
-  const entries = new Map<string, Promise<ProcessedImage>>();
-  const sizes = new Map<string, number>();
+  // Map order is recency (a hit moves its entry last), so eviction takes the least recently used first. An entry's
+  // bytes are counted once its image has arrived.
+  const entries = new Map<string, { image: Promise<ProcessedImage>; bytes: number }>();
   let bytes = 0;
-  const evict = () => {
-    for (const [key, size] of sizes) {
-      if (bytes <= maxBytes) break;
-      entries.delete(key);
-      sizes.delete(key);
-      bytes -= size;
-    }
-  };
   return (source, options) => {
     if (typeof source !== 'string' || maxBytes <= 0) return images(source, options);
     const key = `${source}\u0000${JSON.stringify(options)}`;
     const hit = entries.get(key);
     if (hit) {
-      // Most recently used last (Map order), so eviction takes the oldest first.
       entries.delete(key);
       entries.set(key, hit);
-      const size = sizes.get(key);
-      if (size !== undefined) {
-        sizes.delete(key);
-        sizes.set(key, size);
-      }
-      return hit;
+      return hit.image;
     }
-    const promise = images(source, options);
-    entries.set(key, promise);
-    promise.then(
+    const entry = { image: images(source, options), bytes: 0 };
+    entries.set(key, entry);
+    entry.image.then(
       (image) => {
-        if (entries.get(key) !== promise) return;
-        sizes.set(key, image.pixelValues.byteLength);
-        bytes += image.pixelValues.byteLength;
-        evict();
+        if (entries.get(key) !== entry) return;
+        entry.bytes = image.pixelValues.byteLength;
+        bytes += entry.bytes;
+        for (const [oldKey, old] of entries) {
+          if (bytes <= maxBytes) break;
+          if (old.bytes === 0) continue; // still being processed
+          entries.delete(oldKey);
+          bytes -= old.bytes;
+        }
       },
       () => entries.delete(key), // a failure is not remembered: the next epoch reports it again
     );
-    return promise;
+    return entry.image;
   };
 }

@@ -277,15 +277,15 @@ const colour = (i: number) => PALETTE[i % PALETTE.length]!;
 const FONT = 'DejaVu Sans, Helvetica, Arial, sans-serif';
 const r1 = (v: number) => String(Math.round(v * 10) / 10);
 
-function legend(names: string[], x: number, y: number): string {
+/** A colour swatch and name per series (the palette's colours unless given), then an optional grey note. */
+function legend(names: string[], x: number, y: number, colours: string[] = names.map((_, i) => colour(i)), note?: string): string {
   let cx = x;
-  return names
-    .map((name, i) => {
-      const item = `<rect x="${cx}" y="${y - 10}" width="12" height="12" fill="${colour(i)}"/><text x="${cx + 16}" y="${y}">${escapeXml(name)}</text>`;
-      cx += 28 + Math.ceil(name.length * 7.2);
-      return item;
-    })
-    .join('');
+  const items = names.map((name, i) => {
+    const item = `<rect x="${cx}" y="${y - 10}" width="12" height="12" fill="${colours[i]}"/><text x="${cx + 16}" y="${y}">${escapeXml(name)}</text>`;
+    cx += 28 + Math.ceil(name.length * 7.2);
+    return item;
+  });
+  return items.join('') + (note === undefined ? '' : `<text x="${cx}" y="${y}" fill="#555">${escapeXml(note)}</text>`);
 }
 
 /**
@@ -442,16 +442,7 @@ export function gainChartSvg(data: GainData, colours: [string, string] = [colour
   });
   parts.push(`<line x1="${left}" x2="${width - 10}" y1="${y(0)}" y2="${y(0)}" stroke="#333"/>`);
   parts.push(`<text x="${left}" y="18" font-weight="bold">Personalization per user: accuracy (L2 ≤ ${PIGG_DELTA}), ${escapeXml(data.baseline)} vs ${escapeXml(data.personalized)}</text>`);
-  let lx = left;
-  parts.push(
-    [data.baseline, data.personalized]
-      .map((name, i) => {
-        const item = `<rect x="${lx}" y="26" width="12" height="12" fill="${colours[i]}"/><text x="${lx + 16}" y="36">${escapeXml(name)}</text>`;
-        lx += 28 + Math.ceil(name.length * 7.2);
-        return item;
-      })
-      .join('') + `<text x="${lx}" y="36" fill="#555">label: personalized − global</text>`,
-  );
+  parts.push(legend([data.baseline, data.personalized], left, 36, colours, 'label: personalized − global'));
   return svg(width, height, parts, `Grouped bar chart of ${data.baseline} vs ${data.personalized} accuracy per user, with the gain`);
 }
 
@@ -659,8 +650,8 @@ ${gainTable(data)}`;
 }
 
 /** The whole page; chart PNG names (relative to the page) are linked from the figure captions. */
-export function renderHtml(report: Report, charts: { accuracy: string; cdf: string; gain?: string }, pngs: ChartFiles): string {
-  const gains = personalGains(report);
+export function renderHtml(report: Report, charts: { accuracy: string; cdf: string; gain?: string }, pngs: ChartFiles,
+  gains: GainData | null = personalGains(report)): string {
   const folds = report.experiments.filter((e) => e.experiment.kind === 'folds');
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>PIGG report: ${escapeXml(report.resultsDir)}</title><style>${CSS}</style></head>
@@ -711,6 +702,6 @@ export async function writeReport(resultsDir: string, outFile = join(resultsDir,
     pngs.push(join(dirname(outFile), names.gain));
     await writeSvgPng(charts.gain, pngs[2]!);
   }
-  await writeFileAtomic(outFile, renderHtml(report, charts, names));
+  await writeFileAtomic(outFile, renderHtml(report, charts, names, gains));
   return { html: outFile, pngs, report };
 }
