@@ -36,7 +36,7 @@ const { runTrainGlobal } = await dist('experiments/runs.js');
 const { scoreRecord } = await dist('experiments/predict.js');
 const { Grounder } = await dist('grounding/grounder.js');
 const { Personalizer } = await dist('personalize/personalizer.js');
-const { feedbackChartSvg } = await dist('personalize/chart.js');
+const { feedbackChartSvg } = await dist('report/feedback-chart.js');
 const { writeSvgPng } = await dist('report/draw.js');
 
 function arg(name, fallback) {

@@ -9,7 +9,10 @@ import { register as registerVisualize } from '../lib/cli/visualize.js';
 import { writeDataset } from '../lib/data/manifest.js';
 import type { Sample } from '../lib/data/types.js';
 import { predictionSvg, toleranceRadii } from '../lib/report/draw.js';
-import { fmtGain, gainChartSvg, personalGains, writeReport } from '../lib/report/html.js';
+import { gainChartSvg } from '../lib/report/charts.js';
+import { fmtGain } from '../lib/report/format.js';
+import { writeReport } from '../lib/report/html.js';
+import { personalGains } from '../lib/report/model.js';
 import type { ResultRecord } from '../lib/report/results.js';
 import { sanitizeId, visualizeRecords, visualizeRun } from '../lib/report/visualize.js';
 

@@ -6,6 +6,7 @@ import { copyFile, lstat, mkdir, readdir, readFile, rm, stat, symlink } from 'no
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import sharp from 'sharp';
 import { writeFileAtomic } from '../atomic.js';
+import { isObject } from '../util/json.js';
 import { compareUsers, writeDataset } from './manifest.js';
 import type { DatasetInfo, Point, Sample } from './types.js';
 
@@ -253,7 +254,7 @@ export async function convertFingertip(src: string, out: string, options: Finger
       if (missing === null) {
         try {
           const parsed: unknown = JSON.parse(await readFile(surveyFile, 'utf8'));
-          if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) survey = parsed as Survey;
+          if (isObject(parsed)) survey = parsed as Survey;
         } catch {
           survey = null;
         }
@@ -281,7 +282,7 @@ export async function convertFingertip(src: string, out: string, options: Finger
         let entry: [string, string] | null = null;
         try {
           const parsed: unknown = JSON.parse(line);
-          if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
+          if (isObject(parsed)) {
             const pairs = Object.entries(parsed);
             if (pairs.length === 1 && typeof pairs[0]![1] === 'string') entry = pairs[0] as [string, string];
           }

@@ -1,12 +1,12 @@
 // The canonical dataset on disk ("gg-sample/1", datasets.md §5): <dir>/dataset.json, <dir>/manifest.jsonl (one
 // Sample per line, keys in a fixed order) and <dir>/images/. Reading validates every record and names the file,
 // line and field of the first bad one; writing is atomic (temp file + rename) so a crash never leaves half a file.
-import { writeFileAtomic } from '../atomic.js';
-import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { access, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, isAbsolute, join } from 'node:path';
+import { access, readFile } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { writeFileAtomic } from '../atomic.js';
+import { isObject, type JsonObject } from '../util/json.js';
 import type { DatasetInfo, Point, Sample } from './types.js';
 
 export const SCHEMA = 'gg-sample/1';
@@ -19,9 +19,6 @@ export interface Dataset {
   samples: Sample[];
 }
 
-type Json = Record<string, unknown>;
-
-const isObject = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
 const isFiniteNumber = (value: unknown): value is number => typeof value === 'number' && Number.isFinite(value);
 
 /** Checks one parsed record against the Sample schema; `where` prefixes the error (e.g. "manifest.jsonl:12"). */
@@ -64,7 +61,7 @@ export function validateSample(value: unknown, where: string): Sample {
 
   const target = value.target;
   if (!isObject(target)) fail('target', target === undefined ? 'is missing' : 'must be an object {x, y}');
-  const { x, y } = target as Json;
+  const { x, y } = target as JsonObject;
   if (!isFiniteNumber(x)) fail('target.x', 'must be a finite number');
   if (!isFiniteNumber(y)) fail('target.y', 'must be a finite number');
   if ((x as number) < 0 || (x as number) >= width) fail('target.x', `${x as number} is outside [0, ${width})`);

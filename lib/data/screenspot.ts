@@ -4,11 +4,11 @@
 import { readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import sharp from 'sharp';
+import { isObject, type JsonObject } from '../util/json.js';
 import { validateSample } from './manifest.js';
 import { fromGrid, pointInBox } from './metrics.js';
 import type { Point, Sample } from './types.js';
 
-type Json = Record<string, unknown>;
 type Box = [number, number, number, number];
 
 export interface LoadOptions {
@@ -16,7 +16,7 @@ export interface LoadOptions {
   imagePrefix?: string;
 }
 
-async function readRecords(file: string): Promise<Json[]> {
+async function readRecords(file: string): Promise<JsonObject[]> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(await readFile(file, 'utf8'));
@@ -25,14 +25,12 @@ async function readRecords(file: string): Promise<Json[]> {
   }
   if (!Array.isArray(parsed)) throw new Error(`${file}: expected a JSON array of annotations`);
   return parsed.map((record, i) => {
-    if (typeof record !== 'object' || record === null || Array.isArray(record)) {
-      throw new Error(`${file}[${i}]: annotation must be a JSON object`);
-    }
-    return record as Json;
+    if (!isObject(record)) throw new Error(`${file}[${i}]: annotation must be a JSON object`);
+    return record;
   });
 }
 
-function field<T>(record: Json, name: string, where: string, check: (v: unknown) => v is T, expected: string): T {
+function field<T>(record: JsonObject, name: string, where: string, check: (v: unknown) => v is T, expected: string): T {
   const value = record[name];
   if (!check(value)) throw new Error(`${where}: field '${name}' ${value === undefined ? 'is missing' : `must be ${expected}`}`);
   return value;
@@ -49,7 +47,7 @@ const centre = (box: Box): Point => ({ x: (box[0] + box[2]) / 2, y: (box[1] + bo
  * Annotated boxes can overhang the screenshot by a few pixels; clip them so the sample stays valid, and keep
  * the original in meta.raw_bbox when that changed it.
  */
-function clipped(box: Box, width: number, height: number, meta: Json): Box {
+function clipped(box: Box, width: number, height: number, meta: JsonObject): Box {
   const clip: Box = [Math.max(0, box[0]), Math.max(0, box[1]), Math.min(width, box[2]), Math.min(height, box[3])];
   if (clip.some((v, i) => v !== box[i])) meta.raw_bbox = [...box];
   return clip;
@@ -84,7 +82,7 @@ export async function loadScreenSpot(file: string, imageDir: string, options: Lo
       .catch((error: Error) => {
         throw new Error(`${where}: field 'img_filename': cannot read image ${srcImage} (${error.message})`);
       });
-    const meta: Json = { src_image: srcImage };
+    const meta: JsonObject = { src_image: srcImage };
     const bbox = clipped([x, y, x + w, y + h], size.width!, size.height!, meta);
     const platform = typeof record.data_source === 'string' ? record.data_source : 'unknown';
     const uiType = typeof record.data_type === 'string' ? record.data_type : 'unknown';
@@ -127,7 +125,7 @@ export async function loadScreenSpotPro(file: string, imageDir: string, options:
     const [width, height] = field(record, 'img_size', where, isPair, '[width, height] of positive integers');
     const instruction = field(record, options.chinese ? 'instruction_cn' : 'instruction', where, isString, 'a non-empty string');
     const id = record.id === undefined ? `${basename(file, '.json')}_${i}` : String(record.id);
-    const meta: Json = { src_image: join(resolve(imageDir), img) };
+    const meta: JsonObject = { src_image: join(resolve(imageDir), img) };
     const box = clipped(bbox, width, height, meta);
     const str = (name: string) => (typeof record[name] === 'string' ? (record[name] as string) : 'unknown');
     const sample: Sample = {

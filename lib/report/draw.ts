@@ -7,23 +7,16 @@
 // ellipse with rx = 140/1000*W and ry = 140/1000*H. PIGG's visualize_prediction.py draws a circle of radius
 // 140*min(W, H)/1000 instead, which on a portrait phone screenshot is right horizontally but far too small
 // vertically; we draw the region the metric actually uses.
-import { writeFileAtomic } from '../atomic.js';
-import { randomBytes } from 'node:crypto';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import sharp from 'sharp';
+import { writeFileAtomic } from '../atomic.js';
 import { GRID, PIGG_DELTA } from '../data/metrics.js';
 import type { Point } from '../data/types.js';
+import { escapeXml } from '../util/xml.js';
 
 export const GT_COLOUR = 'rgb(31,92,255)';
 export const PRED_COLOUR = 'rgb(255,32,32)';
 export const HIT_COLOUR = 'rgb(0,200,0)';
 export const MISS_COLOUR = 'rgb(255,0,0)';
-
-/** Escapes text for XML/HTML content and attribute values. */
-export function escapeXml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&${{ '&': 'amp', '<': 'lt', '>': 'gt', '"': 'quot', "'": '#39' }[c]!};`);
-}
 
 /** Pixel radii of the hit region around a grid point (see the header for why it is an ellipse). */
 export function toleranceRadii(width: number, height: number, delta = PIGG_DELTA): { rx: number; ry: number } {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { EvalRecord } from '../experiments/results.js';
 import { compareUsers } from '../data/manifest.js';
 import { foldMetrics, type FoldMetrics, type SampleScore } from '../data/metrics.js';
+import { isObject } from '../util/json.js';
 
 export const OUT_FILE = 'out.json';
 
@@ -29,8 +30,6 @@ export interface Experiment {
   users: Array<{ user: string; runs: Run[] }>;
 }
 
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isPair = (v: unknown): v is [number, number] =>
   Array.isArray(v) && v.length === 2 && v.every((n) => typeof n === 'number' && Number.isFinite(n));
 

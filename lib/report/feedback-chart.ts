@@ -1,7 +1,9 @@
 // The learning-from-feedback chart: per user, the accuracy of what the user is served (the user's adapter once one
 // is promoted) on that user's unseen screens as the user's taps come in, beside the global model alone on the same
-// screens, with the promotions marked. A standalone SVG (lib/report/draw.ts writeSvgPng renders it to PNG).
-import { escapeXml } from '../report/draw.js';
+// screens, with the promotions marked. A standalone SVG (draw.ts writeSvgPng renders it to PNG), drawn with the
+// report charts' palette, grid and frame (charts.ts); bench/feedback.mjs makes it from a feedback run.
+import { escapeXml } from '../util/xml.js';
+import { chartSvg, colour, percentGrid, r1 } from './charts.js';
 
 export interface AccuracyPoint {
   /** Feedback taps of the user received so far. */
@@ -20,9 +22,6 @@ export interface UserSeries {
   promotions: number[];
 }
 
-const PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948', '#b07aa1', '#ff9da7'];
-const r1 = (v: number) => String(Math.round(v * 10) / 10);
-
 export function feedbackChartSvg(series: readonly UserSeries[], title = 'Accuracy on each user\'s unseen screens as feedback arrives (acc@140)'): string {
   const left = 56;
   const top = 64;
@@ -34,14 +33,11 @@ export function feedbackChartSvg(series: readonly UserSeries[], title = 'Accurac
   const xMax = Math.max(1, ...series.flatMap((s) => s.points.map((p) => p.taps)));
   const x = (v: number) => left + (v / xMax) * plotW;
   const y = (v: number) => top + plotH - v * plotH;
-  const parts: string[] = [`<rect width="${width}" height="${height}" fill="white"/>`];
-  for (let t = 0; t <= 100; t += 20) {
-    parts.push(`<line x1="${left}" x2="${left + plotW}" y1="${r1(y(t / 100))}" y2="${r1(y(t / 100))}" stroke="#ddd"/><text x="${left - 6}" y="${r1(y(t / 100) + 4)}" text-anchor="end">${t}%</text>`);
-  }
+  const parts = percentGrid(width, height, left, left + plotW, y);
   const ticks = [...new Set(series.flatMap((s) => s.points.map((p) => p.taps)))].sort((a, b) => a - b);
   for (const v of ticks) parts.push(`<text x="${r1(x(v))}" y="${top + plotH + 16}" text-anchor="middle">${v}</text>`);
   const users = series.filter((s) => s.user !== 'mean');
-  const colourOf = (s: UserSeries) => (s.user === 'mean' ? '#111' : PALETTE[users.indexOf(s) % PALETTE.length]!);
+  const colourOf = (s: UserSeries) => (s.user === 'mean' ? '#111' : colour(users.indexOf(s)));
   for (const s of [...users, ...series.filter((s) => s.user === 'mean')]) {
     const colour = colourOf(s);
     const thick = s.user === 'mean' ? 3.5 : 1.6;
@@ -69,8 +65,5 @@ export function feedbackChartSvg(series: readonly UserSeries[], title = 'Accurac
   cx += 74;
   legend.push(`<line x1="${cx}" x2="${cx + 18}" y1="38" y2="38" stroke="#666" stroke-width="2" stroke-dasharray="5 4"/><text x="${cx + 22}" y="42">global model</text>`);
   parts.push(...legend);
-  return (
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ` +
-    `font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12" role="img" aria-label="${escapeXml(title)}">${parts.join('')}</svg>`
-  );
+  return chartSvg(width, height, parts, title);
 }
