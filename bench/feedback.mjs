@@ -29,7 +29,7 @@ import { fileURLToPath } from 'node:url';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = (path) => import(join(root, 'dist', path));
 const { readDataset, writeDataset } = await dist('data/manifest.js');
-const { writeSynthDataset } = await dist('data/synth.js');
+const { writeSynthDataset } = await dist('data/synth/index.js');
 const { initRandomModel } = await dist('engine/configs.js');
 const { engineVersions } = await dist('engine/model.js');
 const { runTrainGlobal } = await dist('experiments/runs.js');

@@ -21,7 +21,7 @@ export { scoreSample, scoreGrid, foldMetrics, userSummary, overallSummary, toGri
 export { parseAnswer, parsePiggInference, formatAnswer, buildInstructionPrompt } from './data/parse.js';
 export { convertFingertip, writeFingertipDataset } from './data/fingertip.js';
 export { loadScreenSpot, loadScreenSpotPro } from './data/screenspot.js';
-export { writeSynthDataset } from './data/synth.js';
+export { writeSynthDataset } from './data/synth/index.js';
 
 export { runEval, runTrainGlobal, runPersonalize, type ProgressEvent } from './experiments/runs.js';
 export { predict, scoreRecord } from './experiments/predict.js';

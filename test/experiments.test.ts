@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeSynthDataset } from '../lib/data/synth.js';
+import { writeSynthDataset } from '../lib/data/synth/index.js';
 import { initRandomModel } from '../lib/engine/configs.js';
 import { kFolds } from '../lib/data/folds.js';
 import { runEval, runPersonalize, runTrainGlobal } from '../lib/experiments/runs.js';

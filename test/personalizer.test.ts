@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { readDataset, writeDataset } from '../lib/data/manifest.js';
-import { writeSynthDataset } from '../lib/data/synth.js';
+import { writeSynthDataset } from '../lib/data/synth/index.js';
 import type { Sample } from '../lib/data/types.js';
 import { initRandomModel } from '../lib/engine/configs.js';
 import { Qwen3VL } from '../lib/engine/model.js';

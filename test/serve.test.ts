@@ -13,7 +13,7 @@ import OpenAI from 'openai';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { readDataset } from '../lib/data/manifest.js';
-import { writeSynthDataset } from '../lib/data/synth.js';
+import { writeSynthDataset } from '../lib/data/synth/index.js';
 import type { Sample } from '../lib/data/types.js';
 import { initRandomModel } from '../lib/engine/configs.js';
 import { Qwen3VL, type GenerateResult } from '../lib/engine/model.js';

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
-import { resolveSynthConfig, synthSamples, writeSynthDataset, type SynthItem } from '../lib/data/synth.js';
+import { resolveSynthConfig, synthSamples, writeSynthDataset, type SynthItem } from '../lib/data/synth/index.js';
 import { readDataset } from '../lib/data/manifest.js';
 import { kFolds } from '../lib/data/folds.js';
 import { toGrid } from '../lib/data/metrics.js';

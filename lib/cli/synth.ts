@@ -1,7 +1,7 @@
 // `pigg synth --out DIR --users N --samples-per-user M --seed S [--small]`: the deterministic synthetic
 // phone-GUI dataset (users with their own layouts, themes and preferences).
 import type { Command } from 'commander';
-import { writeSynthDataset } from '../data/synth.js';
+import { writeSynthDataset } from '../data/synth/index.js';
 import { action, integerOption } from './common.js';
 
 export function register(program: Command): void {

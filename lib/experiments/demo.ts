@@ -24,7 +24,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Sample } from '../data/types.js';
 import { readDataset, writeDataset } from '../data/manifest.js';
-import { resolveSynthConfig, synthSamples, writeSynthDataset, type SynthKind } from '../data/synth.js';
+import { resolveSynthConfig, synthSamples, writeSynthDataset, type SynthKind } from '../data/synth/index.js';
 import { initRandomModel } from '../engine/configs.js';
 import type { PromptSettings } from './inputs.js';
 import type { PresetName, TrainConfig } from './presets.js';
