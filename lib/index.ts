@@ -1,4 +1,9 @@
-// pigg's public API: the engine (model, trainer), the processor, the data layer and the experiment runners.
+// pigg's public API: the engine (Qwen3VL, Trainer, random checkpoints, fixture runs) and safetensors I/O; the
+// processor (tokenizer, image processing and its worker pool, sample encoding); the data layer (sample types, the
+// dataset manifest, folds, metrics, answer parsing, the FingerTip, ScreenSpot and synthetic datasets); the
+// experiment runners (eval, global, personalized, predict, training, demo, presets); the Grounder and its answer
+// grammars; serving (serve, startServer); the report (writeReport) and visualizations; and learning from feedback
+// (Personalizer, FeedbackStore).
 export { Qwen3VL, inspectCheckpoint, engineVersions, FORWARD_OUTPUTS } from './engine/model.js';
 export type { LoadOptions, LoadCallOptions, ModelInfo, CheckpointSummary, GenerateOptions, GenerateResult, ForwardOutput, NamedTensors, AdapterInfo, GrammarHandle } from './engine/model.js';
 export { Trainer } from './engine/trainer.js';
