@@ -1,6 +1,6 @@
 // The report's charts as standalone SVG (lib/report/draw.ts writeSvgPng renders them to PNG): accuracy per user and
-// experiment, global vs personalized per user, and the L2 distribution. They share one palette, font, 0-100% grid
-// and legend, so the charts (and the feedback chart in feedback-chart.ts) read alike.
+// experiment, global vs personalized per user, and the L2 distribution. They share one palette, font, 0-100% grid,
+// frame and legend so they read alike; the feedback chart (feedback-chart.ts) takes the palette, grid and frame.
 import { PIGG_DELTA } from '../data/metrics.js';
 import { escapeXml } from '../util/xml.js';
 import { fmtGain, fmtPct } from './format.js';
@@ -14,7 +14,7 @@ export const FONT = 'DejaVu Sans, Helvetica, Arial, sans-serif';
 export const r1 = (v: number) => String(Math.round(v * 10) / 10);
 
 /** A white canvas and the 0-100% grid (a line and a label every 20%) from x = left to x = right. */
-export function percentGrid(width: number, height: number, left: number, right: number, y: (v: number) => number): string[] {
+export function percentGridCanvas(width: number, height: number, left: number, right: number, y: (v: number) => number): string[] {
   const parts: string[] = [`<rect width="${width}" height="${height}" fill="white"/>`];
   for (let t = 0; t <= 100; t += 20) {
     parts.push(
@@ -55,7 +55,7 @@ function barFrame(o: { groups: number; bars: number; barW: number; gap: number; 
   const width = Math.max(640, Math.ceil(left + o.groups * groupW + 20));
   const height = top + plotH + 48;
   const y = (v: number) => top + plotH - v * plotH;
-  const parts = percentGrid(width, height, left, width - 10, y);
+  const parts = percentGridCanvas(width, height, left, width - 10, y);
   const groupX = (gi: number) => Math.round(left + gi * groupW + (groupW - o.bars * o.barW) / 2);
   return { left, width, height, top, plotH, y, groupX, parts };
 }
@@ -148,7 +148,7 @@ export function l2CdfSvg(report: Report): string {
   const xMax = Math.max(200, Math.ceil(maxL2 / 100) * 100);
   const x = (v: number) => left + (v / xMax) * plotW;
   const y = (v: number) => top + plotH - v * plotH;
-  const parts = percentGrid(width, height, left, left + plotW, y);
+  const parts = percentGridCanvas(width, height, left, left + plotW, y);
   const step = xMax <= 500 ? 100 : 200;
   for (let v = 0; v <= xMax; v += step) {
     parts.push(`<text x="${r1(x(v))}" y="${top + plotH + 16}" text-anchor="middle">${v}</text>`);

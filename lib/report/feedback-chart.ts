@@ -3,7 +3,7 @@
 // screens, with the promotions marked. A standalone SVG (draw.ts writeSvgPng renders it to PNG), drawn with the
 // report charts' palette, grid and frame (charts.ts); bench/feedback.mjs makes it from a feedback run.
 import { escapeXml } from '../util/xml.js';
-import { chartSvg, colour, percentGrid, r1 } from './charts.js';
+import { chartSvg, colour, percentGridCanvas, r1 } from './charts.js';
 
 export interface AccuracyPoint {
   /** Feedback taps of the user received so far. */
@@ -33,7 +33,7 @@ export function feedbackChartSvg(series: readonly UserSeries[], title = 'Accurac
   const xMax = Math.max(1, ...series.flatMap((s) => s.points.map((p) => p.taps)));
   const x = (v: number) => left + (v / xMax) * plotW;
   const y = (v: number) => top + plotH - v * plotH;
-  const parts = percentGrid(width, height, left, left + plotW, y);
+  const parts = percentGridCanvas(width, height, left, left + plotW, y);
   const ticks = [...new Set(series.flatMap((s) => s.points.map((p) => p.taps)))].sort((a, b) => a - b);
   for (const v of ticks) parts.push(`<text x="${r1(x(v))}" y="${top + plotH + 16}" text-anchor="middle">${v}</text>`);
   const users = series.filter((s) => s.user !== 'mean');
