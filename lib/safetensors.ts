@@ -1,6 +1,7 @@
 // Safetensors in TypeScript: for the files pigg writes from JS (preprocess output, fixture inputs read for the
 // engine, results compared in tests). The native engine has its own mmap reader for model weights.
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { isObject } from './util/json.js';
 
 export type DType = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'U8' | 'BOOL';
 
@@ -52,7 +53,7 @@ export function readSafetensors(path: string): Map<string, HostTensor> {
   } catch (error) {
     return fail(`header is not valid UTF-8 JSON (${(error as Error).message})`);
   }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
+  if (!isObject(header)) fail('header is not a JSON object');
   const dataSize = file.length - dataStart;
   const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
   const tensors = new Map<string, HostTensor>();
