@@ -145,7 +145,7 @@ function drawShareSheet(ctx: DrawContext): void {
   homeIndicator(ctx);
 }
 
-function drawConfirmDialog(ctx: DrawContext): { confirm: string } {
+function drawConfirmDialog(ctx: DrawContext): void {
   const { c, u, t, rng } = ctx;
   c.rect(0, 0, 1080, 2400, t.bg);
   statusBar(ctx);
@@ -174,7 +174,6 @@ function drawConfirmDialog(ctx: DrawContext): { confirm: string } {
     c.text((x1 + x2) / 2, 1405, 36 * u.fontScale, fg, label, { anchor: 'middle', bold: true, room: 220 });
     c.element(`dialog.${which}`, 'button', label, true, 'none', which === 'confirm' ? u.accent : t.surface, [x1, 1340, x2, 1440]);
   });
-  return { confirm: dialog.confirm };
 }
 
 function drawSettingsList(ctx: DrawContext): void {
