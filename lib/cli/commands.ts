@@ -12,5 +12,6 @@ import { register as synth } from './synth.js';
 import { register as visualize } from './visualize.js';
 import { register as report } from './report.js';
 import { register as serve } from './serve.js';
+import { register as doctor } from './doctor.js';
 
-export const commands: Array<(program: Command) => void> = [inspect, fixture, folds, convert, synth, preprocess, initRandom, experiments, demo, visualize, report, serve];
+export const commands: Array<(program: Command) => void> = [inspect, fixture, folds, convert, synth, preprocess, initRandom, experiments, demo, visualize, report, serve, doctor];

@@ -1,10 +1,11 @@
 // Qwen3-VL configurations (config.json layout of the released checkpoints) for random-weight models:
 // the real 2B/4B/8B shapes for benchmarks, and a tiny one for tests and the CPU demo. All use the real
 // tokenizer's vocabulary and special-token ids.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFolderAtomic } from '../atomic.js';
 import { native } from './native.js';
-import { writeTokenizerFiles } from '../processor/tokenizer.js';
+import { bundledTokenizerDir, writeTokenizerFiles } from '../processor/tokenizer.js';
 
 export const CONFIG_NAMES = ['tiny', '2b', '4b', '8b'] as const;
 export type ConfigName = (typeof CONFIG_NAMES)[number];
@@ -108,9 +109,12 @@ export interface InitRandomOptions {
 /** Writes a Qwen3-VL checkpoint folder with random weights, the real tokenizer and the processor files. */
 export async function initRandomModel(name: ConfigName, dir: string, options: InitRandomOptions = {}): Promise<void> {
   if (!(CONFIG_NAMES as readonly string[]).includes(name)) throw new Error(`unknown config '${name}' (use ${CONFIG_NAMES.join(', ')})`);
-  await native().initRandom(JSON.stringify(modelConfig(name)), dir, { dtype: options.dtype ?? 'bf16', device: options.device ?? 'cpu', seed: options.seed ?? 0 });
-  if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'generation_config.json'), `${JSON.stringify(GENERATION_CONFIG, null, 2)}\n`);
-  writeFileSync(join(dir, 'preprocessor_config.json'), `${JSON.stringify(PREPROCESSOR_CONFIG, null, 2)}\n`);
-  writeTokenizerFiles(dir);
+  bundledTokenizerDir();  // no tokenizer files: say so before minutes of random weights
+  // One folder, written whole or not at all: a failure (a bad device, no tokenizer files) leaves no partial model.
+  await writeFolderAtomic(dir, async (temp) => {
+    await native().initRandom(JSON.stringify(modelConfig(name)), temp, { dtype: options.dtype ?? 'bf16', device: options.device ?? 'cpu', seed: options.seed ?? 0 });
+    writeFileSync(join(temp, 'generation_config.json'), `${JSON.stringify(GENERATION_CONFIG, null, 2)}\n`);
+    writeFileSync(join(temp, 'preprocessor_config.json'), `${JSON.stringify(PREPROCESSOR_CONFIG, null, 2)}\n`);
+    writeTokenizerFiles(temp);
+  });
 }

