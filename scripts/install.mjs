@@ -12,11 +12,12 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } 
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ADDON, buildAddon, describeBuild, probeAddon, writeStamp } from './addon.mjs';
-import { cacheDir, cachedTorchDir, findLibtorch, provisionCache, torchFlavour, torchSpec } from './libtorch.mjs';
+import { cacheDir, cachedTorchDir, findLibtorch, isDevelopmentCheckout, provisionCache, torchFlavour, torchSpec } from './libtorch.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const REBUILD = 'npm rebuild pigg';
 const log = (line) => console.error(`pigg: ${line}`);
+const secondsSince = (start) => Math.round((Date.now() - start) / 1000);
 
 class Missing extends Error {
   constructor(what, fix) {
@@ -43,9 +44,11 @@ function libtorch(flavour) {
       `\`sudo apt-get install -y python3-pip && ${REBUILD}\` (or set LIBTORCH to an unpacked libtorch 2.x and run \`${REBUILD}\`)`);
   }
   log(`[1/3] no libtorch found: fetching ${torchSpec(flavour)} into ${cachedTorchDir(flavour)} with pip (${flavour === 'cuda' ? 'about 3 GB' : 'about 200 MB'})`);
+  const started = Date.now();
   let provisioned;
   try {
     provisioned = provisionCache(flavour);
+    log(`[1/3] fetched in ${secondsSince(started)} s`);
   } catch (error) {
     throw new Missing(`pip could not install ${torchSpec(flavour)} (${error.message.split('\n')[0]})`,
       `set LIBTORCH to an unpacked libtorch 2.x (https://pytorch.org) and run \`${REBUILD}\``);
@@ -58,8 +61,10 @@ function build(torch, cached) {
   if (!works('cmake', ['--version'])) throw new Missing('cmake (3.18 or newer) is needed to build the addon', `sudo apt-get install -y cmake && ${REBUILD}`);
   if (!works(process.env.CXX ?? 'c++', ['--version'])) throw new Missing('a C++20 compiler is needed to build the addon', `sudo apt-get install -y g++ && ${REBUILD}`);
   log('[2/3] building the native addon with cmake-js (several minutes on 2 cores; once per pigg version and libtorch)');
+  const started = Date.now();
   try {
     buildAddon(root, torch);
+    log(`[2/3] built in ${secondsSince(started)} s`);
   } catch {
     throw new Missing('the native build failed (the compiler output is above)', `PIGG_BUILD_JOBS=1 ${REBUILD} --foreground-scripts (one compiler at a time, if it ran out of memory)`);
   }
@@ -106,12 +111,12 @@ function install() {
     throw new Missing(`the addon reports torch ${versions.torch}, not the ${torch.version} it was built against`, REBUILD);
   }
   writeStamp(root, description);
-  log(`[3/3] ready in ${Math.round((Date.now() - started) / 1000)} s: the addon runs on libtorch ${torch.version}${versions.cuda ? ', CUDA visible' : ''} (\`npx pigg doctor\` checks it)`);
+  log(`[3/3] ready in ${secondsSince(started)} s: the addon runs on libtorch ${torch.version}${versions.cuda ? ', CUDA visible' : ''} (\`npx pigg doctor\` checks it)`);
 }
 
 if (process.env.PIGG_SKIP_BUILD === '1') {
   log(`PIGG_SKIP_BUILD=1: the native addon is not built; \`${REBUILD}\` builds it`);
-} else if (existsSync(join(root, 'lib', 'index.ts'))) {
+} else if (isDevelopmentCheckout()) {
   log('a development checkout: `npm run build` builds the addon');  // the clone provisions .venv and builds in place
 } else {
   try {

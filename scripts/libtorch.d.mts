@@ -9,6 +9,7 @@ export interface Libtorch {
   source: 'LIBTORCH' | 'python3' | '.venv' | 'cache';
 }
 export type TorchFlavour = 'cpu' | 'cuda';
+export function isDevelopmentCheckout(): boolean;
 export function cacheDir(): string;
 export function torchFlavour(): TorchFlavour;
 export function cachedTorchDir(flavour: TorchFlavour): string;

@@ -3,7 +3,8 @@
 //   1. $LIBTORCH (an unpacked libtorch, or a torch install's package folder)
 //   2. the `torch` of `python3` (torch.utils.cmake_prefix_path)
 //   3. a project-local .venv (a development checkout)
-//   4. the per-user cache, $PIGG_CACHE or ~/.cache/pigg: torch/cuda, then torch/cpu (what `npm install pigg` provisions)
+//   4. in an installed pigg (not in a development checkout, whose build keeps to its .venv), the per-user cache,
+//      $PIGG_CACHE or ~/.cache/pigg: torch/cuda, then torch/cpu (what `npm install pigg` provisions)
 // With PIGG_TORCH=cuda (or PIGG_TORCH_CUDA=1) only a CUDA libtorch counts.
 // With --provision, creates .venv with torch when none is found (CPU wheel; the CUDA one with PIGG_TORCH=cuda).
 // Prints a JSON object {prefix, root, include, lib, version, cuda, source}; `--field NAME` prints one field
@@ -17,6 +18,11 @@ import { fileURLToPath } from 'node:url';
 const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const venvPython = join(projectRoot, '.venv', 'bin', 'python');
 const CPU_SPEC = 'torch==2.13.0+cpu';
+
+/** A clone of the repository has the TypeScript sources; the published package has not. */
+export function isDevelopmentCheckout() {
+  return existsSync(join(projectRoot, 'lib', 'index.ts'));
+}
 
 /** The per-user cache: provisioned libtorch and built addons, shared by every project on the machine. */
 export function cacheDir() {
@@ -74,7 +80,7 @@ export function findLibtorch(flavour = torchFlavour()) {
   const candidates = [
     ['python3', () => fromPython('python3', 'python3')],
     ['.venv', () => (existsSync(venvPython) ? fromPython(venvPython, '.venv') : undefined)],
-    ...['cuda', 'cpu'].map((cached) => [cachedTorchDir(cached), () => describeRoot(join(cachedTorchDir(cached), 'torch'), 'cache')]),
+    ...['cuda', 'cpu'].map((cached) => [cachedTorchDir(cached), () => (isDevelopmentCheckout() ? undefined : describeRoot(join(cachedTorchDir(cached), 'torch'), 'cache'))]),
   ];
   const tried = [];
   for (const [what, find] of candidates) {
