@@ -70,11 +70,22 @@ function build(torch, cached) {
   }
   // The objects are of no further use here; the addon is kept in the per-user cache for the next install.
   for (const entry of readdirSync(join(root, 'build'))) if (entry !== 'Release') rmSync(join(root, 'build', entry), { recursive: true, force: true });
+  keep(cached);
+}
+
+/** Copies the addon into the per-user cache (temp folder + rename). Best effort: an unwritable cache or a parallel
+ * install that kept the same addon first costs only the next install's build. */
+function keep(cached) {
   const temp = `${cached}.tmp-${process.pid}`;
-  mkdirSync(temp, { recursive: true });
-  copyFileSync(join(root, ADDON), join(temp, 'pigg.node'));
-  rmSync(cached, { recursive: true, force: true });
-  renameSync(temp, cached);
+  try {
+    mkdirSync(temp, { recursive: true });
+    copyFileSync(join(root, ADDON), join(temp, 'pigg.node'));
+    rmSync(cached, { recursive: true, force: true });
+    renameSync(temp, cached);
+  } catch (error) {
+    rmSync(temp, { recursive: true, force: true });
+    if (!existsSync(join(cached, 'pigg.node'))) log(`[2/3] the addon is not kept in ${cached} (${error.message})`);
+  }
 }
 
 function install() {

@@ -1,6 +1,6 @@
 // `pigg doctor`: what pigg runs on here (Node, libtorch, the addon and the torch it was built against, CUDA, the
 // tokenizer files), and for each problem the command that fixes it; exit 1 when there is one.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { ADDON, sourceHash, STAMP, type BuildDescription } from '../../scripts/addon.mjs';
@@ -53,14 +53,14 @@ function addonChecks(libtorch: Libtorch | null): Check[] {
   } else if (stamp.sources !== sourceHash(PACKAGE_ROOT)) {
     checks.push({ name: 'addon', ok: false, detail: `${file} was built from other native sources than these`, fix });
   } else {
-    const elsewhere = libtorch && libtorch.root !== stamp.torch.root ? `; the libtorch found now is ${libtorch.root} (\`${fix}\` builds against it)` : '';
+    const elsewhere = libtorch && realpathSync(libtorch.root) !== stamp.torch.root ? `; the libtorch found now is ${libtorch.root} (\`${fix}\` builds against it)` : '';
     checks.push({ name: 'addon', ok: true, detail: `built against torch ${describeTorch(stamp.torch)} on ${stamp.builtAt ?? '?'}, runs on torch ${versions.torch}${elsewhere}` });
   }
   const gpuPresent = existsSync('/dev/nvidia0');
   checks.push({
     name: 'cuda',
     ok: true,
-    detail: versions.cuda ? 'visible' : `not visible${gpuPresent && stamp && !stamp.torch.cuda ? ' (this machine has an NVIDIA GPU and the addon a CPU libtorch: `PIGG_TORCH=cuda npm rebuild pigg`)' : ''}`,
+    detail: versions.cuda ? 'visible' : `not visible${gpuPresent && stamp && !stamp.torch.cuda ? ` (this machine has an NVIDIA GPU and the addon a CPU libtorch: \`PIGG_TORCH=cuda ${fix}\`)` : ''}`,
   });
   return checks;
 }
