@@ -1,6 +1,8 @@
 #include "picker.h"
 
+#include <algorithm>
 #include <limits>
+#include <tuple>
 
 #include "error.h"
 
@@ -26,7 +28,8 @@ TokenPicker::TokenPicker(const std::vector<SamplingOptions>& rows, int64_t batch
     temperature.push_back(row.temperature > 0 ? static_cast<float>(row.temperature) : 1.0f);
     penalty.push_back(static_cast<float>(row.repetitionPenalty));
     dropMass.push_back(static_cast<float>(1.0 - row.topP));
-    topK.push_back(row.topK > 0 ? std::min(row.topK, vocab) : vocab);
+    // A greedy row's top-k only bounds the candidates sampled() sorts: 1, so it does not widen them.
+    topK.push_back(row.temperature > 0 ? (row.topK > 0 ? std::min(row.topK, vocab) : vocab) : 1);
     streams_.emplace_back(row.seed);
   }
   const auto floats = at::TensorOptions().dtype(at::kFloat);
@@ -35,6 +38,7 @@ TokenPicker::TokenPicker(const std::vector<SamplingOptions>& rows, int64_t batch
   penalty_ = at::tensor(penalty, floats).view({batch, 1}).to(device);
   dropMass_ = at::tensor(dropMass, floats).view({batch, 1}).to(device);
   topK_ = at::tensor(topK, at::kLong).view({batch, 1}).to(device);
+  maxTopK_ = *std::max_element(topK.begin(), topK.end());
   if (penalize_) {
     // transformers penalizes every token of input_ids: the prompt (its padding aside) and what was generated.
     seen_ = at::zeros({batch, vocab}, at::TensorOptions().dtype(at::kBool).device(device));
@@ -53,8 +57,21 @@ at::Tensor TokenPicker::penalized(const at::Tensor& logits) const {
 
 at::Tensor TokenPicker::sampled(const at::Tensor& logits) {
   const float inf = std::numeric_limits<float>::infinity();
-  // Temperature, then top-k and top-p over the tokens sorted by logit, as the warpers filter them.
-  const auto [sorted, order] = (logits / temperature_).sort(-1, /*descending=*/true);
+  // Temperature, then top-k and top-p over the tokens sorted by logit, as the warpers filter them. When every
+  // sampled row has a top-k, only the largest k are sorted (a 150k-token sort per step costs more than a tiny
+  // model's decode step), unless a tie with some row's k-th logit reaches past them.
+  // A positive temperature keeps the order, so the candidates are found on the logits and only they are scaled.
+  at::Tensor sorted, order;
+  if (maxTopK_ < logits.size(1)) {
+    std::tie(sorted, order) = logits.topk(maxTopK_);
+    const at::Tensor kth = sorted.gather(1, topK_ - 1);
+    // (-inf ties do not count: such tokens, masked by a grammar, are never drawn.)
+    const at::Tensor tiesBeyond = ((logits >= kth).sum(-1, /*keepdim=*/true) > maxTopK_) & kth.isfinite();
+    if (tiesBeyond.any().item<bool>()) std::tie(sorted, order) = logits.sort(-1, /*descending=*/true);
+  } else {
+    std::tie(sorted, order) = logits.sort(-1, /*descending=*/true);
+  }
+  sorted = sorted / temperature_;
   const at::Tensor kth = sorted.gather(1, topK_ - 1);
   at::Tensor kept = sorted.masked_fill(sorted < kth, -inf);  // TopK keeps every token tied with the k-th
   // TopP sorts ascending and drops the tokens whose cumulative probability stays <= 1 - top_p (never the last).

@@ -33,6 +33,7 @@ class TokenPicker {
   at::Tensor sampleRow_;              // [batch] bool
   at::Tensor temperature_, penalty_;  // [batch, 1] float
   at::Tensor topK_;                   // [batch, 1] long, vocab for "all"
+  int64_t maxTopK_ = 0;
   at::Tensor dropMass_;               // [batch, 1] float: 1 - top_p, as transformers compares
   at::Tensor seen_;                   // [batch, vocab] bool
   std::vector<std::mt19937_64> streams_;

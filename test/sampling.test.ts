@@ -51,6 +51,9 @@ const LOGITS = [
   [2.0, 1.5, 1.2, 0.3, -0.4, 0.9, -1.0, 2.4, 0.0, -2.5, 1.1, 0.6],
   [0.1, 3.0, -0.5, 2.2, 2.2, 0.4, 1.7, -3.0, 0.8, 1.0, -0.2, 2.6],
 ];
+// Ties with the 3rd largest logit: top-k 3 keeps all six tokens at 1.0 (a masked token is -inf). Top-p is left out
+// here: which of tied tokens it drops depends on the sort order, in transformers too.
+const TIES = [2.5, 1.0, -1.0, 1.0, 1.0, 0.5, 3.0, 1.0, 1.0, 1.0, -Infinity, 0.2];
 
 describe('the token picker on fixed logits', () => {
   const DRAWS = 20000;
@@ -61,8 +64,9 @@ describe('the token picker on fixed logits', () => {
     { temperature: 0.5, topP: 0.6, seed: 7 },
   ];
 
-  it.each(SETTINGS)('%j: empirical frequencies match the filtered softmax within 6 sigma; filtered tokens never drawn', async (settings) => {
-    for (const logits of LOGITS) {
+  it.each([...SETTINGS.map((settings) => [settings, LOGITS] as const), [{ temperature: 1.3, topK: 3, seed: 8 }, [TIES]] as const])(
+    '%j: empirical frequencies match the filtered softmax within 6 sigma; filtered tokens never drawn', async (settings, rows) => {
+    for (const logits of rows) {
       const [tokens] = await draw([logits], [settings], DRAWS);
       const expected = filteredSoftmax(logits, settings);
       const counts = new Array<number>(logits.length).fill(0);
@@ -73,6 +77,7 @@ describe('the token picker on fixed logits', () => {
       });
       // The filters cut something wherever they should: the test would notice a picker that ignores them.
       if (settings.topK === 4 || (settings.topP ?? 1) < 1) expect(expected.filter((p) => p === 0).length).toBeGreaterThan(0);
+      if (logits === TIES) expect(expected.filter((p) => p > 0)).toHaveLength(8);
     }
   });
 
