@@ -18,7 +18,8 @@ import { PIGG_EXACT } from '../lib/experiments/inputs.js';
 import { scoreRecord } from '../lib/experiments/predict.js';
 import { summarize, type EvalRecord } from '../lib/experiments/results.js';
 import { runEval } from '../lib/experiments/runs.js';
-import type { GroundResult } from '../lib/grounding/grounder.js';
+import { Grounder, type GroundResult } from '../lib/grounding/grounder.js';
+import { parseChatRequest } from '../lib/serve/requests.js';
 
 interface Case {
   text: string;
@@ -145,5 +146,49 @@ describe('pigg eval in its PIGG-exact mode (tiny random model)', () => {
         expect([run.users[user]!.accuracy, run.users[user]!.mean_l2, run.users[user]!.median_l2]).toEqual([pigg[user]!.click_accuracy, pigg[user]!.mean_l2_error, pigg[user]!.median_l2_error]);
       }
     }
+  });
+
+  it('the Grounder samples per request with a seed; groundSamples seeds sample i with seed + i, whatever the batch', async () => {
+    const sampling = { temperature: 0.7, topP: 0.8, topK: 20, seed: 40 };
+    const grounder = await Grounder.load(model, { dtype: 'fp32', constrain: 'pigg', parser: 'pigg', image: { maxPixels: 100352 }, maxNewTokens: 64, imageWorkers: 0 });
+    try {
+      const mine = samples.filter((s) => s.user === '1').slice(0, 4);
+      const image = (s: Sample) => readFileSync(join(data, s.image));
+      const batched = await grounder.groundSamples(mine, data, { batchSize: 3, sampling });
+      for (const [i, s] of mine.entries()) {
+        const alone = await grounder.ground(image(s), s.instruction, { sampling: { ...sampling, seed: sampling.seed + i } });
+        expect(alone.text).toBe(batched[i]!.text);
+      }
+      const texts = batched.map((r) => r.text);
+      expect(new Set(texts).size).toBeGreaterThan(1);
+      const greedy = await grounder.groundSamples(mine, data, { batchSize: 3 });
+      expect(greedy.map((r) => r.text)).not.toEqual(texts);
+      expect((await grounder.ground(image(mine[0]!), mine[0]!.instruction, { sampling: null })).text).toBe(greedy[0]!.text);
+      await expect(grounder.ground(image(mine[0]!), 'x', { sampling: { temperature: -1 } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    } finally {
+      await grounder[Symbol.asyncDispose]();
+    }
+  });
+});
+
+describe("serve: OpenAI's temperature, top_p and seed", () => {
+  const limits = { maxImageBytes: 1024, maxInstructionLength: 100, maxNewTokens: 64 };
+  const body = (extra: object) => ({ model: 'base', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }, { type: 'text', text: 'Open settings' }] }], ...extra });
+  const sampling = (extra: object) => parseChatRequest(body(extra), limits, 'base').sampling;
+
+  it('neither temperature nor top_p: the server decodes as configured; temperature 0: greedy; otherwise sampling', () => {
+    expect(sampling({})).toBeUndefined();
+    expect(sampling({ seed: 3 })).toBeUndefined();
+    expect(sampling({ temperature: 0, top_p: 0.5 })).toBeNull();
+    expect(sampling({ temperature: 0.7, top_p: 0.8, seed: 5 })).toEqual({ temperature: 0.7, topP: 0.8, seed: 5 });
+    expect(sampling({ top_p: 0.9, seed: 6 })).toEqual({ temperature: 1, topP: 0.9, seed: 6 });
+    const unseeded = sampling({ temperature: 1 })!;
+    expect(Number.isSafeInteger(unseeded.seed)).toBe(true);
+  });
+
+  it('rejects values out of range, naming the field', () => {
+    expect(() => sampling({ temperature: 2.5 })).toThrow('temperature must be a number from 0 to 2, got 2.5');
+    expect(() => sampling({ temperature: 1, top_p: 0 })).toThrow('top_p must be a number in (0, 1], got 0');
+    expect(() => sampling({ temperature: 1, seed: -1 })).toThrow('seed must be a non-negative integer, got -1');
   });
 });
