@@ -42,7 +42,8 @@
 // What is measured (each bench in its own child process, pigg and transformers alike, so that peak memory
 // belongs to that bench alone):
 //   train  One optimizer step on PIGG-like samples: synthetic 1080×2400 phone screenshots (writeSynthDataset),
-//          processed with PIGG's pixel limits (672×1472 → 966 image tokens) and PIGG's prompt and answer through the
+//          processed as PIGG's runs processed them (pigg eval's PIGG_EXACT: 1088×2400 → 2550 image tokens, not the
+//          966 of the 1280·28·28 PIGG asked for) and PIGG's prompt and answer through the
 //          real processor (buildBatch, mode 'pigg'); batch 1 × accumulation 4; gradient checkpointing on; vision
 //          tower and mergers frozen; AdamW (lr 1e-5 constant, decay 0.01, clip 1.0). Variants: full fine-tune
 //          with update mode master / kahan / stochastic / pure, and LoRA (r 8, α 32, dropout 0.1, all linear

@@ -18,7 +18,9 @@ import { writePiggOnlyResults } from './pigg-only-results.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const pigg = await import(join(root, 'dist', 'index.js'));
-const { DEFAULT_PROMPT } = await import(join(root, 'dist', 'experiments', 'inputs.js'));
+// PIGG's intended pixel limits (966 image tokens for 1080×2400) and pigg's own decoding, as the recorded figures were
+// measured; pigg eval's PIGG-exact default feeds 2550 image tokens (README, "PIGG-exact evaluation").
+const DEFAULT_PROMPT = { style: 'pigg', image: { ...pigg.PIGG_PIXELS } };
 
 function arg(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);

@@ -9,11 +9,12 @@ export type { LoadOptions, LoadCallOptions, ModelInfo, CheckpointSummary, Genera
 export { Trainer } from './engine/trainer.js';
 export type { TrainerOptions, StepReport, TrainerInfo } from './engine/trainer.js';
 export { initRandomModel, modelConfig, CONFIG_NAMES } from './engine/configs.js';
+export { checkSampling, generationConfigSampling, type SamplingOptions } from './engine/sampling.js';
 export { runFixtureCase, checkFixtureCase, compareFixture } from './engine/fixture.js';
 export { readSafetensors, writeSafetensors, type HostTensor, type DType } from './safetensors.js';
 
 export { QwenTokenizer, writeTokenizerFiles } from './processor/tokenizer.js';
-export { processImage, smartResize, PIGG_PIXELS, QWEN3_VL_PIXELS } from './processor/image.js';
+export { processImage, smartResize, PIGG_PIXELS, PIGG_EFFECTIVE_PIXELS, QWEN3_VL_PIXELS } from './processor/image.js';
 export type { ProcessedImage, ImageProcessorOptions } from './processor/image.js';
 export { ImagePool, defaultImageWorkers, type ImageProcessor } from './processor/image-pool.js';
 export { encodeSample, collate, buildBatch, toHostTensors } from './processor/sample.js';
@@ -23,13 +24,14 @@ export type { Sample, Point, DatasetInfo } from './data/types.js';
 export { readDataset, writeDataset, parseUserSpec, selectSamples, listUsers } from './data/manifest.js';
 export { kFolds, createKFolds, PythonRandom } from './data/folds.js';
 export { scoreSample, scoreGrid, foldMetrics, userSummary, overallSummary, toGrid, fromGrid } from './data/metrics.js';
-export { parseAnswer, parsePiggInference, formatAnswer, buildInstructionPrompt } from './data/parse.js';
+export { parseAnswer, parsePiggInference, readAnswer, formatAnswer, buildInstructionPrompt, type ParserName } from './data/parse.js';
 export { convertFingertip, writeFingertipDataset } from './data/fingertip.js';
 export { loadScreenSpot, loadScreenSpotPro } from './data/screenspot.js';
 export { writeSynthDataset } from './data/synth/index.js';
 
 export { runEval, runTrainGlobal, runPersonalize, type ProgressEvent } from './experiments/runs.js';
 export { predict, scoreRecord } from './experiments/predict.js';
+export { PIGG_EXACT, type PromptSettings, type Decoding } from './experiments/inputs.js';
 export { Grounder, CONSTRAIN_OPTIONS, DEFAULT_MAX_BATCH, DEFAULT_MAX_NEW_TOKENS, longestAnswerBytes } from './grounding/grounder.js';
 export { answerGrammar, tokenBytes, allowedTokens, advanceState } from './grounding/grammar.js';
 export type { ConstrainStyle, CompiledGrammar, TokenBytes } from './grounding/grammar.js';

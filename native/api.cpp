@@ -16,6 +16,7 @@
 #include "grammar.h"
 #include "lora.h"
 #include "model.h"
+#include "picker.h"
 #include "safetensors.h"
 #include "trainer.h"
 
@@ -340,8 +341,22 @@ NamedTensors generate(Model& model, const NamedTensors& inputs, const GenerateOp
   engineOptions.rowAdapters = options.rowAdapters;
   engineOptions.rowGrammars = options.rowGrammars;
   engineOptions.rowControls = options.rowControls;
+  engineOptions.rowSampling = options.rowSampling;
   engineOptions.onStep = options.onStep;
   return guarded([&] { return toHostMap(model.engine->generate(toModelInputs(inputs), engineOptions)); });
+}
+
+NamedTensors sampleTokens(const NamedTensors& inputs, const std::vector<SamplingOptions>& rows, int64_t draws) {
+  return guarded([&] {
+    if (inputs.size() != 1 || inputs.front().first != "logits") throw Error("sampleTokens takes one tensor named 'logits'");
+    const at::Tensor logits = toTensor("logits", inputs.front().second);
+    if (logits.dim() != 2 || logits.scalar_type() != at::kFloat) throw Error("logits must be a 2-d f32 tensor [rows, vocab]");
+    if (draws < 1) throw Error("draws must be at least 1");
+    TokenPicker picker(rows, logits.size(0), logits.size(1), at::kCPU);
+    std::vector<at::Tensor> tokens;
+    for (int64_t d = 0; d < draws; ++d) tokens.push_back(picker.pick(logits));
+    return toHostMap({{"tokens", at::stack(tokens)}});
+  });
 }
 
 void loadAdapter(Model& model, const std::string& dir) {

@@ -10,6 +10,7 @@
 
 #include "control.h"
 #include "grammar_tables.h"
+#include "sampling_options.h"
 
 namespace pigg {
 class Grammar;  // grammar.h
@@ -21,6 +22,7 @@ namespace pigg::api {
 using pigg::CallControl;
 using pigg::Grammar;
 using pigg::GrammarTables;
+using pigg::SamplingOptions;
 
 enum class DType { F32, F16, BF16, F64, I64, I32, U8, BOOL };
 
@@ -51,6 +53,7 @@ struct GenerateOptions {
   std::vector<std::string> rowAdapters;
   std::vector<std::shared_ptr<const Grammar>> rowGrammars;
   std::vector<std::shared_ptr<CallControl>> rowControls;
+  std::vector<SamplingOptions> rowSampling;  // empty or one per row (temperature 0: greedy)
   std::function<void(const std::vector<int64_t>&)> onStep;  // each step's token per row (streaming)
 };
 
@@ -63,6 +66,9 @@ std::shared_ptr<Model> loadModel(const std::string& dir, const LoadOptions& opti
 std::string modelInfo(Model& model);
 NamedTensors forward(Model& model, const NamedTensors& inputs, const std::vector<std::string>& outputs, CallControl* control = nullptr);
 NamedTensors generate(Model& model, const NamedTensors& inputs, const GenerateOptions& options, CallControl* control = nullptr);
+// The decode loop's token picker alone: `draws` picks per row from fixed f32 logits [rows, vocab] ("logits"), each
+// from the same logits (no repetition-penalty history), as "tokens" [draws, rows] (for testing the sampler).
+NamedTensors sampleTokens(const NamedTensors& inputs, const std::vector<SamplingOptions>& rows, int64_t draws);
 // Attaches a PEFT LoRA adapter folder to the model itself (forward and generate then include it; training path).
 void loadAdapter(Model& model, const std::string& dir);
 // Named adapters beside the base weights, chosen per generate row. Registering reads and checks the folder

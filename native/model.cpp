@@ -8,6 +8,7 @@
 
 #include "device.h"
 #include "error.h"
+#include "picker.h"
 #include "rope.h"
 
 namespace pigg {
@@ -283,6 +284,7 @@ TensorMap Qwen3VL::generate(const ModelInputs& prompts, const GenerateOptions& o
   }
   const std::vector<RowLora> rowLora = options.rowAdapters.empty() ? std::vector<RowLora>() : adapters_->gather(options.rowAdapters);
   RowConstraints constraints(options.rowGrammars, config_.text.vocabSize, device_);
+  TokenPicker picker(options.rowSampling, batch, config_.text.vocabSize, device_, ids, mask);
   const bool stopOnEos = !options.eosTokenIds.empty();
   if (constraints.any() && !stopOnEos) throw Error("constrained decoding needs EOS ids (the grammar ends with one)");
 
@@ -323,9 +325,10 @@ TensorMap Qwen3VL::generate(const ModelInputs& prompts, const GenerateOptions& o
     if (newlyAborted) finished = finished | at::tensor(aborted, at::kByte).to(at::kBool).to(device_);
     if (options.returnStepLogits) stepLogits.push_back(lastLogits);
     if (constraints.any()) lastLogits = constraints.apply(lastLogits);
-    at::Tensor next = lastLogits.argmax(-1);  // ties go to the lowest index
+    at::Tensor next = picker.pick(lastLogits);
     next = at::where(finished, at::full_like(next, padId), next);
     finished = finished | at::isin(next, eos);
+    picker.append(next);
     if (constraints.any()) constraints.advance(next);
     tokens.push_back(next);
     if (options.onStep) {

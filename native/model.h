@@ -16,6 +16,7 @@
 #include "config.h"
 #include "control.h"
 #include "grammar.h"
+#include "sampling_options.h"
 #include "text.h"
 #include "vision.h"
 
@@ -45,6 +46,8 @@ struct GenerateOptions {
   std::vector<std::string> rowAdapters;
   std::vector<std::shared_ptr<const Grammar>> rowGrammars;
   std::vector<std::shared_ptr<CallControl>> rowControls;
+  // Empty (every row greedy) or one entry per row: temperature 0 is greedy (picker.h).
+  std::vector<SamplingOptions> rowSampling;
   // Called after each step with that step's token of every row (streaming); finished rows repeat the pad id.
   std::function<void(const std::vector<int64_t>&)> onStep;
 };
@@ -60,7 +63,7 @@ class Qwen3VL {
 
   // Runs the model on a batch and returns the requested outputs by name (see forwardOutputNames()).
   TensorMap forward(const ModelInputs& inputs, const std::set<std::string>& outputs);
-  // Greedy decoding of left-padded prompts: generate.tokens, generate.step_logits (if asked),
+  // Greedy or sampled decoding of left-padded prompts: generate.tokens, generate.step_logits (if asked),
   // generate.fed_position_ids, generate.rope_deltas, generate.rope_deltas_unpadded, generate.aborted (bool per
   // row) and generate.timing (f64 seconds: vision, prefill, decode; device-synchronized).
   TensorMap generate(const ModelInputs& prompts, const GenerateOptions& options);

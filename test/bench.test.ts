@@ -36,7 +36,8 @@ it('bench/train-step.mjs writes a results file with every metric measured', () =
   }
 });
 
-it('bench/gpu.mjs runs every bench end to end on the CPU (tiny config, bf16: all five training variants)', () => {
+// PIGG-shaped inputs are 1088×2400 screenshots (2550 image tokens, as PIGG's runs fed them): a few minutes on 2 cores.
+it('bench/gpu.mjs runs every bench end to end on the CPU (tiny config, bf16: all five training variants)', { timeout: 600_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'pigg-gpu-bench-'));
   try {
     const env = { ...process.env };

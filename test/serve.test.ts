@@ -73,6 +73,8 @@ async function trainAdapter(dir: string, user: string, rank: number): Promise<vo
 }
 
 const engineFlags = ['--min-pixels', String(IMAGE.minPixels), '--max-pixels', String(IMAGE.maxPixels), '--image-workers', '0'];
+/** pigg eval decodes and reads answers as the server does (not PIGG's way, eval's default). */
+const SERVED = ['--resampler', 'pillow', '--decoding', 'greedy', '--parser', 'robust'];
 
 beforeAll(async () => {
   await writeSynthDataset(data, { users: 2, personal: 1, samplesPerUser: 10, seed: 5, small: true });
@@ -86,7 +88,7 @@ beforeAll(async () => {
     ['u1-auto', join(adaptersDir, 'u1'), 'auto', MAX_NEW_CONSTRAINED]] as const;
   for (const [name, adapter, constrain, maxNew] of runs) {
     const result = await run(['eval', '--model', base, '--data', data, '--users', '1-2', '--name', name, '--out', out, '--max-new-tokens', String(maxNew),
-      '--constrain', constrain, '--batch', '4', ...engineFlags, ...(adapter ? ['--adapter', adapter] : [])]);
+      '--constrain', constrain, '--batch', '4', ...engineFlags, ...SERVED, ...(adapter ? ['--adapter', adapter] : [])]);
     expect(result.code, result.stderr).toBe(0);
     offline[name] = new Map();
     for (const user of ['1', '2']) {

@@ -1,10 +1,10 @@
 // `pigg eval`, `pigg train-global`, `pigg personalize`: PIGG's experiments from the command line.
 import type { Command } from 'commander';
-import { ANSWER_STYLES, type AnswerStyle } from '../data/parse.js';
-import { PIGG_PIXELS } from '../processor/image.js';
+import { ANSWER_STYLES, PARSERS, type AnswerStyle, type ParserName } from '../data/parse.js';
+import { PIGG_EFFECTIVE_PIXELS, PIGG_PIXELS, RESAMPLERS, type Resampler } from '../processor/image.js';
 import { defaultImageWorkers } from '../processor/image-pool.js';
 import type { LoadOptions } from '../engine/model.js';
-import type { PromptSettings } from '../experiments/inputs.js';
+import { DECODINGS, PIGG_EXACT, type PromptSettings } from '../experiments/inputs.js';
 import { PRESET_NAMES, type PresetName, type TrainConfig } from '../experiments/presets.js';
 import { runEval, runPersonalize, runTrainGlobal } from '../experiments/runs.js';
 import { CONSTRAIN_OPTIONS, type ConstrainOption } from '../grounding/grounder.js';
@@ -17,8 +17,13 @@ interface EngineFlags {
   threads?: number;
   minPixels: number;
   maxPixels: number;
+  resampler: Resampler;
   style: AnswerStyle;
   imageWorkers: number;
+  // Evaluation (eval, personalize)
+  parser?: ParserName;
+  decoding?: (typeof DECODINGS)[number];
+  decodingSeed?: number;
 }
 
 function numberOption(flag: string): (value: string) => number {
@@ -34,10 +39,21 @@ function engineFlags(command: Command): Command {
     .option('--device <device>', 'cpu, cuda or cuda:N', 'cpu')
     .option('--dtype <dtype>', 'compute dtype (default: bf16 on cuda, fp32 on cpu)', choiceOption('--dtype', ['fp32', 'bf16'] as const))
     .option('--threads <n>', 'CPU threads for the engine', integerOption('--threads', 1))
-    .option('--min-pixels <n>', 'image min_pixels', integerOption('--min-pixels', 1), PIGG_PIXELS.minPixels)
-    .option('--max-pixels <n>', "image max_pixels (PIGG's 1280*28*28 by default)", integerOption('--max-pixels', 1), PIGG_PIXELS.maxPixels)
+    .option('--min-pixels <n>', 'image min_pixels', integerOption('--min-pixels', 1), PIGG_EFFECTIVE_PIXELS.minPixels)
+    .option('--max-pixels <n>', `image max_pixels (default ${PIGG_EFFECTIVE_PIXELS.maxPixels}, what PIGG's processor applied; PIGG asked for 1280*28*28 = ${PIGG_PIXELS.maxPixels})`,
+      integerOption('--max-pixels', 1), PIGG_EFFECTIVE_PIXELS.maxPixels)
+    .option('--resampler <name>', "image resize: torchvision (PIGG's fast processor), pillow (the slow one) or sharp", choiceOption('--resampler', RESAMPLERS), PIGG_EXACT.image.resampler)
     .option('--style <style>', 'prompt and answer style', choiceOption('--style', ANSWER_STYLES), 'pigg')
     .option('--image-workers <n>', 'worker threads for image preprocessing (0: the main thread)', integerOption('--image-workers'), defaultImageWorkers());
+}
+
+function evalFlags(command: Command): Command {
+  return command
+    .option('--parser <name>', "answer parser: pigg (PIGG's parse_inference) or robust (pigg's: JSON points, click(), box centres, clamped to 0-1000)",
+      choiceOption('--parser', PARSERS), PIGG_EXACT.parser)
+    .option('--decoding <mode>', "generation-config (sample as the model's generation_config.json says, as PIGG did) or greedy",
+      choiceOption('--decoding', DECODINGS), PIGG_EXACT.decoding)
+    .option('--decoding-seed <n>', 'seed of sampled decoding (the i-th sample of a run gets seed + i)', integerOption('--decoding-seed'), PIGG_EXACT.seed);
 }
 
 function trainFlags(command: Command): Command {
@@ -79,7 +95,10 @@ function engine(flags: EngineFlags): { load: LoadOptions; settings: PromptSettin
   return {
     load: { device: flags.device, dtype, threads: flags.threads },
     imageWorkers: flags.imageWorkers,
-    settings: { style: flags.style, image: { minPixels: flags.minPixels, maxPixels: flags.maxPixels } },
+    settings: {
+      style: flags.style, image: { minPixels: flags.minPixels, maxPixels: flags.maxPixels, resampler: flags.resampler },
+      parser: flags.parser, decoding: flags.decoding, seed: flags.decodingSeed,
+    },
   };
 }
 
@@ -96,7 +115,7 @@ function printTable(title: string, rows: Array<[string, object]>): void {
 }
 
 export function register(program: Command): void {
-  engineFlags(program
+  evalFlags(engineFlags(program
     .command('eval')
     .description('evaluate a model (zero-shot or any checkpoint) on users of a dataset')
     .requiredOption('--model <dir>', 'model folder')
@@ -108,7 +127,7 @@ export function register(program: Command): void {
     .option('--batch <n>', 'samples per batch', integerOption('--batch', 1), 1)
     .option('--max-new-tokens <n>', 'generation budget', integerOption('--max-new-tokens', 1), 512)
     .option('--constrain <grammar>', "constrained decoding: auto (the grammar of --style), pigg, qwen-json, point (a bare (x, y)) or none; "
-      + "none, eval's default, reproduces PIGG (the Grounder and pigg serve default to auto)", choiceOption('--constrain', CONSTRAIN_OPTIONS), 'none'))
+      + "none, eval's default, decodes freely as PIGG did (the Grounder and pigg serve default to auto)", choiceOption('--constrain', CONSTRAIN_OPTIONS), 'none')))
     .action(action(async (flags: EngineFlags & { model: string; data: string; users: string[]; name?: string; out: string; adapter?: string; batch: number; maxNewTokens: number; constrain: ConstrainOption }) => {
       const progress = progressReporter();
       try {
@@ -145,7 +164,7 @@ export function register(program: Command): void {
       }
     }));
 
-  trainFlags(engineFlags(program
+  evalFlags(trainFlags(engineFlags(program
     .command('personalize')
     .description("PIGG's personalized K-fold fine-tune from a global model, evaluating each held-out fold")
     .requiredOption('--model <dir>', 'global model folder every fold starts from')
@@ -158,7 +177,7 @@ export function register(program: Command): void {
     .option('--checkpoints <dir>', 'checkpoints root', 'checkpoints')
     .option('--preset <name>', `training preset: ${PRESET_NAMES.join(', ')}`, choiceOption('--preset', PRESET_NAMES), 'pigg-personal')
     .option('--batch <n>', 'evaluation batch size', integerOption('--batch', 1), 1)
-    .option('--max-new-tokens <n>', 'generation budget', integerOption('--max-new-tokens', 1), 512)))
+    .option('--max-new-tokens <n>', 'generation budget', integerOption('--max-new-tokens', 1), 512))))
     .action(action(async (flags: EngineFlags & TrainFlags & { model: string; data: string; users: string[]; k: number; fold?: number; seed: number; out: string; checkpoints: string; preset: PresetName; batch: number; maxNewTokens: number }) => {
       const progress = progressReporter();
       try {

@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { visualizeRun } from '../report/visualize.js';
 import { visualizeModel } from '../experiments/visualize.js';
+import { PIGG_EXACT } from '../experiments/inputs.js';
 import { action, choiceOption, integerOption } from './common.js';
 
 interface VisualizeCliOptions {
@@ -36,7 +37,7 @@ export function register(program: Command): void {
     .option('--model <dir>', 'instead of --results: predict the samples with this model first')
     .option('--device <device>', 'with --model: cpu, cuda or cuda:N', 'cpu')
     .option('--dtype <dtype>', 'with --model: fp32 or bf16', choiceOption('--dtype', ['fp32', 'bf16'] as const))
-    .option('--max-pixels <n>', "with --model: image max_pixels (PIGG's 1280*28*28 by default)", integerOption('--max-pixels', 1))
+    .option('--max-pixels <n>', "with --model: image max_pixels (default pigg eval's, PIGG's effective 16777216)", integerOption('--max-pixels', 1))
     .option('--max-new-tokens <n>', 'with --model: generation budget', integerOption('--max-new-tokens', 1), 512)
     .requiredOption('--data <dataset>', 'dataset folder (dataset.json, manifest.jsonl, images/)')
     .requiredOption('--user <id>', 'user id', userOption)
@@ -55,7 +56,7 @@ export function register(program: Command): void {
           ? await visualizeModel({
             model: options.model, data: options.data, user: options.user, samples: options.samples, out: options.out, maxNewTokens: options.maxNewTokens,
             load: { device: options.device, dtype: options.dtype ?? (options.device.startsWith('cuda') ? 'bf16' : 'fp32') },
-            settings: options.maxPixels === undefined ? undefined : { style: 'pigg', image: { minPixels: 65536, maxPixels: options.maxPixels } },
+            settings: options.maxPixels === undefined ? undefined : { ...PIGG_EXACT, image: { ...PIGG_EXACT.image, maxPixels: options.maxPixels } },
           })
           : await visualizeRun({ ...options, results: options.results! });
         const where = written.length > 0 ? ` under ${dirname(written[0]!)}` : '';

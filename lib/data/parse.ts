@@ -10,7 +10,7 @@ export const ANSWER_STYLES: readonly AnswerStyle[] = ['pigg', 'qwen-json'];
 export type ParseFormat = 'grounding' | 'json' | 'tool_call' | 'start_box' | 'click' | 'pair' | 'none';
 
 export interface ParsedAnswer {
-  /** Grid coordinates clamped to [0, scale]; (0, 0) when ok is false, as PIGG scores a failure. */
+  /** Grid coordinates, clamped to [0, scale] by parseAnswer (not by PIGG's parser); (0, 0) when ok is false, as PIGG scores a failure. */
   x: number;
   y: number;
   referring: string | null;
@@ -56,43 +56,86 @@ export function formatAnswer(point: Point, referring: string | null, style: Answ
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// PIGG's parse_inference, kept exact for comparisons with PIGG's numbers (ints only, a box yields its first
-// corner, anything unparsed yields (0, 0) and the referring "None"). Python's \d matches any Unicode digit.
+// PIGG's parse_inference (src/utils/eval.py), kept exact for comparisons with PIGG's numbers: ints only, no range
+// check, a box yields its first corner, a "-" or "." splits numbers, anything unparsed yields (0, 0) and the
+// referring "None". test/fixtures/pigg-parse holds CPython's outputs (scripts/pigg-parse-fixture.py).
+// Python's \d is any Unicode decimal digit and its \s Python's str whitespace, which is not JS's \s (Python's
+// has U+001C-U+001F and U+0085, JS's has U+FEFF).
 
-const PIGG_PATTERNS: readonly RegExp[] = [
-  /\(?(\p{Nd}+)\s*,\s*(\p{Nd}+)\s*,\s*(\p{Nd}+)\s*,\s*(\p{Nd}+)\)?/u,
-  /\(?(\p{Nd}+)\s*,\s*(\p{Nd}+)\)?\s*to\s*\(?(\p{Nd}+)\s*,\s*(\p{Nd}+)\)?/u,
-  /(?:Top-left|Bottom-right)[^:]*:\s*\(?(\p{Nd}+)\s*,\s*(\p{Nd}+)\)?/u,
-  /\[?(\p{Nd}+)\s*,\s*(\p{Nd}+)\]?/u,
-  /\(?(\p{Nd}+)\s*,\s*(\p{Nd}+)\)?/u,
-];
+const PY_SPACE = String.raw`[\t\n\v\f\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]`;
+const PY_PATTERNS: readonly RegExp[] = [
+  String.raw`\(?(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\)?`,
+  String.raw`\(?(\d+)\s*,\s*(\d+)\)?\s*to\s*\(?(\d+)\s*,\s*(\d+)\)?`,
+  String.raw`(?:Top-left|Bottom-right)[^:]*:\s*\(?(\d+)\s*,\s*(\d+)\)?`,
+  String.raw`\[?(\d+)\s*,\s*(\d+)\]?`,
+  String.raw`\(?(\d+)\s*,\s*(\d+)\)?`,
+].map((pattern) => new RegExp(pattern.replaceAll(String.raw`\d`, String.raw`\p{Nd}`).replaceAll(String.raw`\s`, PY_SPACE), 'u'));
 
-/** int() of a run of Unicode digits; NFKC maps full-width and other compatibility digits to ASCII. */
+/** Python's int() of a run of Unicode decimal digits: each digit's value is its offset in its block of ten. */
 function pythonInt(digits: string): number {
-  const ascii = digits.normalize('NFKC');
-  return /^[0-9]+$/.test(ascii) ? Number.parseInt(ascii, 10) : Number.NaN;
+  let value = 0;
+  for (const char of digits) {
+    let zero = char.codePointAt(0)!;
+    // Unicode keeps every decimal digit in a contiguous run of ten from 0 to 9, so walking back to the run's
+    // start counts the digit's value (runs of several scripts may be adjacent: mod 10).
+    let offset = 0;
+    while (/\p{Nd}/u.test(String.fromCodePoint(zero - 1))) zero--, offset++;
+    value = value * 10 + (offset % 10);
+  }
+  return value;
 }
 
-export function parsePiggInference(text: string, isGt = true): { content: string; x: number; y: number } {
+export interface PiggParse {
+  /** The last ```referring block, or "None". */
+  content: string;
+  x: number;
+  y: number;
+  /** Whether a referring block was found (content is then that text, even a literal "None"). */
+  hasReferring: boolean;
+  /** Whether a coordinate pattern matched (PIGG itself cannot tell a failure from an answer (0, 0)). */
+  matched: boolean;
+}
+
+/** PIGG's parse_inference with what it cannot tell apart made explicit (parsePiggInference is its exact return). */
+export function parsePigg(text: string, isGt = true): PiggParse {
   if (!isGt) text = text.split('assistant').at(-1)!;
   const referring = [...text.matchAll(/```referring\n([\s\S]*?)\n```/g)];
   const content = referring.length > 0 ? referring.at(-1)![1]! : 'None';
-  let x = 0;
-  let y = 0;
-  const blocks = text.includes('grounding') ? text.split('```grounding') : [text];
-  for (const block of blocks.slice(1)) {
-    if (!block.includes('```')) continue;
-    const body = block.split('```')[0]!;
-    for (const pattern of PIGG_PATTERNS) {
-      const match = pattern.exec(body);
-      if (!match) continue;
-      const nums = match.slice(1).flatMap((g) => (g === undefined ? [] : [pythonInt(g)]));
-      if (nums.length >= 2) [x, y] = [nums[0]!, nums[1]!];
-      break;
-    }
+  const result = { content, x: 0, y: 0, hasReferring: referring.length > 0, matched: false };
+  // PIGG splits on "```grounding" only when the text says "grounding" anywhere, and reads the first block after a
+  // fence that has a closing fence (even when no pattern matches in it).
+  const block = text.includes('grounding') ? text.split('```grounding').slice(1).find((b) => b.includes('```')) : undefined;
+  if (block === undefined) return result;
+  const body = block.split('```')[0]!;
+  for (const pattern of PY_PATTERNS) {
+    const match = pattern.exec(body);
+    if (!match) continue;
+    const nums = match.slice(1).flatMap((g) => (g === undefined ? [] : [pythonInt(g)]));
+    if (nums.length >= 2) Object.assign(result, { x: nums[0]!, y: nums[1]!, matched: true });
     break;
   }
+  return result;
+}
+
+export function parsePiggInference(text: string, isGt = true): { content: string; x: number; y: number } {
+  const { content, x, y } = parsePigg(text, isGt);
   return { content, x, y };
+}
+
+/** Which parser reads a model's answer: PIGG's parse_inference, as its evaluation scores, or pigg's robust one. */
+export type ParserName = 'pigg' | 'robust';
+export const PARSERS: readonly ParserName[] = ['pigg', 'robust'];
+
+// PIGG decodes the whole sequence (prompt and answer, special tokens skipped) and parses what follows its last
+// "assistant". The chat template's prompt always ends with "<|im_start|>assistant\n", which decodes to
+// "assistant\n" on a character boundary, so that prefix before the generated text parses exactly as PIGG's text.
+const PIGG_DECODED_TURN = 'assistant\n';
+
+/** A model's generated text (special tokens skipped) read by `parser`, as a grid point. */
+export function readAnswer(answer: string, parser: ParserName): ParsedAnswer {
+  if (parser === 'robust') return parseAnswer(answer);
+  const pigg = parsePigg(PIGG_DECODED_TURN + answer, false);
+  return { x: pigg.x, y: pigg.y, referring: pigg.hasReferring ? pigg.content : null, ok: pigg.matched, format: pigg.matched ? 'grounding' : 'none' };
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 // ({dtype, shape, data: TypedArray}); outputs arrive without copying from the engine's memory.
 import { native, type NamedTensors, type NativeGrammar, type NativeLoadOptions, type NativeModel } from './native.js';
 import { rowControls, withSignal } from './control.js';
+import { checkSampling, type SamplingOptions } from './sampling.js';
 import { Trainer, type TrainerOptions } from './trainer.js';
 
 export type { NamedTensors } from './native.js';
@@ -105,8 +106,10 @@ export interface GenerateOptions {
   returnStepLogits?: boolean;
   /** Per row: a registered adapter's name, or null for the base model. */
   adapters?: Array<string | null>;
-  /** Per row: constrained greedy decoding with a grammar (null: unconstrained). */
+  /** Per row: constrained decoding with a grammar (null: unconstrained). */
   grammars?: Array<GrammarHandle | null>;
+  /** Per row: sampling settings (null: greedy, the default for every row). */
+  sampling?: Array<SamplingOptions | null>;
   /** Aborts the whole call within one layer or decode step; it rejects with the signal's reason. */
   signal?: AbortSignal;
   /** Per row: aborting one stops that row alone (flagged in `aborted`). */
@@ -174,14 +177,14 @@ export class Qwen3VL {
     return withSignal(options.signal, (control) => handle.forward(inputs, [...outputs], control));
   }
 
-  /** Greedy decoding of left-padded prompts (input_ids, attention_mask, pixel_values, image_grid_thw). */
+  /** Greedy or sampled decoding of left-padded prompts (input_ids, attention_mask, pixel_values, image_grid_thw). */
   async generate(inputs: NamedTensors, options: GenerateOptions = {}): Promise<GenerateResult> {
-    const { signal, rowSignals, grammars, ...rest } = options;
+    const { signal, rowSignals, grammars, sampling, ...rest } = options;
     const handle = this.live();
     const rows = rowControls(rowSignals ?? []);
     try {
       const tensors = await withSignal(signal, (control) =>
-        handle.generate(inputs, { ...rest, grammars: grammars?.map((g) => g?.native ?? null), rowControls: rowSignals ? rows.controls : undefined }, control));
+        handle.generate(inputs, { ...rest, grammars: grammars?.map((g) => g?.native ?? null), sampling: sampling?.map((s) => s && checkSampling(s)), rowControls: rowSignals ? rows.controls : undefined }, control));
       const tokens = tensors['generate.tokens'];
       const [count, steps] = tokens.shape;
       const data = tokens.data as BigInt64Array;

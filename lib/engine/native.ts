@@ -3,6 +3,7 @@
 import { createRequire } from 'node:module';
 import { buildCommand, PACKAGE_ROOT } from '../package.js';
 import type { HostTensor } from '../safetensors.js';
+import type { SamplingOptions } from './sampling.js';
 
 export type NamedTensors = Record<string, HostTensor>;
 
@@ -41,6 +42,8 @@ export interface NativeGenerateOptions {
   adapters?: Array<string | null>;
   grammars?: Array<NativeGrammar | null>;
   rowControls?: Array<NativeControl | null>;
+  /** Per row, every field filled in (lib/engine/sampling.ts checkSampling); null: greedy. */
+  sampling?: Array<Required<SamplingOptions> | null>;
   onStep?: (tokens: number[]) => void;
 }
 
@@ -76,6 +79,8 @@ export interface NativeAddon {
   writeTensors(path: string, tensors: NamedTensors): Promise<void>;
   initRandom(configJson: string, dir: string, options: { dtype?: 'fp32' | 'bf16'; device?: string; seed?: number }): Promise<void>;
   versions(): string;
+  /** The decode loop's token picker alone, on fixed logits [rows, vocab] (f32): `draws` picks per row ('tokens' [draws, rows]). */
+  sampleTokens(logits: NamedTensors, sampling: Array<Required<SamplingOptions> | null>, draws: number): Promise<NamedTensors>;
 }
 
 let addon: NativeAddon | undefined;

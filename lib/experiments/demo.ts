@@ -62,8 +62,9 @@ export const DEMO: DemoConfig = {
   // to the budget.
   maxNewTokens: 32,
   batchSize: 8,
-  // At most 128x128 pixels: 10 image tokens per screen.
-  settings: { style: 'pigg', image: { minPixels: 4096, maxPixels: 16384 } },
+  // At most 128x128 pixels: 10 image tokens per screen (Pillow's resize). Greedy decoding and the robust parser, not
+  // the PIGG-exact defaults of the experiment commands: the demo's figures were measured with them.
+  settings: { style: 'pigg', image: { minPixels: 4096, maxPixels: 16384, resampler: 'pillow' }, parser: 'robust', decoding: 'greedy' },
   global: { preset: 'demo-global' },
   personal: { preset: 'demo-personal' },
 };

@@ -1,11 +1,12 @@
-// Batched greedy grounding of dataset samples, then scoring: the Grounder's batch path (the one inference path of
-// ground(), `pigg serve` and `pigg eval`), with PIGG's scoring of each answer against the sample's target.
+// Batched grounding of dataset samples, then scoring: the Grounder's batch path (the one inference path of ground(),
+// `pigg serve` and `pigg eval`), with PIGG's scoring of each answer against the sample's target.
 import type { Sample } from '../data/types.js';
 import { pointToGrid, scoreGrid } from '../data/metrics.js';
 import type { Qwen3VL } from '../engine/model.js';
 import type { QwenTokenizer } from '../processor/tokenizer.js';
 import type { ImageProcessor } from '../processor/image-pool.js';
 import { QWEN3_VL_PIXELS } from '../processor/image.js';
+import { generationConfigSampling, type SamplingOptions } from '../engine/sampling.js';
 import { Grounder, type ConstrainOption, type GroundResult } from '../grounding/grounder.js';
 import type { PromptSettings } from './inputs.js';
 import type { EvalRecord } from './results.js';
@@ -31,14 +32,23 @@ export function scoreRecord(sample: Sample, result: GroundResult): EvalRecord {
   return { id: sample.id, gt: [gt.x, gt.y], pred, l2: score.l2, hit: score.hit, referring: result.referring, output: result.text };
 }
 
+/** The sampling an evaluation decodes with (null: greedy); 'generation-config' reads the model folder's file. */
+export function evalSampling(settings: PromptSettings, modelDir: string): SamplingOptions | null {
+  const { decoding = 'greedy', seed = 0 } = settings;
+  if (decoding === 'greedy') return null;
+  if (decoding === 'generation-config') return generationConfigSampling(modelDir, seed);
+  return { ...decoding, seed: decoding.seed ?? seed };
+}
+
 export async function predict(model: Qwen3VL, tokenizer: QwenTokenizer, samples: readonly Sample[], datasetDir: string,
   options: PredictOptions): Promise<EvalRecord[]> {
-  const { batchSize = 1, maxNewTokens = 512 } = options;
-  // Greedy decoding with the model's own EOS ids (generation_config's sampling is not used). The settings' image
-  // options are taken as processImage takes them (a limit left out is Qwen's default, not the Grounder's PIGG one).
+  const { batchSize = 1, maxNewTokens = 512, settings } = options;
+  // The model's own EOS ids; the settings' parser and decoding (sample i of this call seeded with seed + i), by
+  // default the Grounder's (robust, greedy). The settings' image options are taken as processImage takes them (a
+  // limit left out is Qwen's default, not the Grounder's PIGG one).
   const grounder = await Grounder.fromModel(model, tokenizer, {
-    style: options.settings.style, constrain: options.constrain ?? 'none', image: { ...QWEN3_VL_PIXELS, ...options.settings.image }, maxNewTokens, maxBatch: batchSize,
-    images: options.images,
+    style: settings.style, constrain: options.constrain ?? 'none', parser: settings.parser, image: { ...QWEN3_VL_PIXELS, ...settings.image },
+    maxNewTokens, maxBatch: batchSize, images: options.images, sampling: evalSampling(settings, (await model.info()).path),
   });
   try {
     const results = await grounder.groundSamples(samples, datasetDir, { batchSize, signal: options.signal, onProgress: options.onProgress });

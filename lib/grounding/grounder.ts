@@ -10,8 +10,9 @@ import { setMaxListeners } from 'node:events';
 import { basename } from 'node:path';
 import type { Sample } from '../data/types.js';
 import { fromGrid } from '../data/metrics.js';
-import { buildInstructionPrompt, parseAnswer, type AnswerStyle } from '../data/parse.js';
+import { buildInstructionPrompt, PARSERS, readAnswer, type AnswerStyle, type ParserName } from '../data/parse.js';
 import { Qwen3VL, type AdapterInfo, type GenerateOptions, type GenerateResult, type GrammarHandle, type GrammarTables, type VocabularyBytes, type LoadCallOptions, type NamedTensors } from '../engine/model.js';
+import { checkSampling, type SamplingOptions } from '../engine/sampling.js';
 import { PIGG_PIXELS, processImage, type ImageProcessorOptions } from '../processor/image.js';
 import { ImagePool, type ImageProcessor } from '../processor/image-pool.js';
 import { collate, encodeSample, toHostTensors, type EncodedSample } from '../processor/sample.js';
@@ -37,6 +38,16 @@ export interface GrounderSettings {
    * 'qwen-json' or 'point' (a bare `(x, y)`) name a grammar; 'none' decodes freely, as PIGG does.
    */
   constrain?: ConstrainOption;
+  /**
+   * How answers are read: 'robust' (default; JSON points, click(), boxes to their centre, clamped to 0-1000) or
+   * 'pigg', PIGG's parse_inference exactly (pigg eval's default, so PIGG's numbers reproduce).
+   */
+  parser?: ParserName;
+  /**
+   * Sampling (temperature, top-p, top-k, repetition penalty, seed) instead of greedy decoding, for every request
+   * that does not bring its own; default null: greedy. A grammar, when on, still decides which tokens are allowed.
+   */
+  sampling?: SamplingOptions | null;
   /** Pixel limits and resampler; default PIGG's (max_pixels 1280*28*28). */
   image?: ImageProcessorOptions;
   /** Generation budget per request (default 512, PIGG's). */
@@ -83,6 +94,8 @@ export interface GroundOptions {
   signal?: AbortSignal;
   /** Generation budget of this request (default the Grounder's). */
   maxNewTokens?: number;
+  /** This request's sampling (null: greedy); default the Grounder's. */
+  sampling?: SamplingOptions | null;
   /**
    * Streaming: called with each new piece of the answer's text while it is decoded (held back at an incomplete
    * UTF-8 character). The pieces joined are the result's `text`, exactly; the last may come just before the result.
@@ -118,6 +131,8 @@ export interface GroundSamplesOptions {
   batchSize?: number;
   user?: string | null;
   maxNewTokens?: number;
+  /** Sampling (default the Grounder's); sample i is seeded with seed + i, so its answer does not depend on batching. */
+  sampling?: SamplingOptions | null;
   signal?: AbortSignal;
   /** Called after each batch with the number of samples done. */
   onProgress?: (done: number, total: number) => void;
@@ -138,6 +153,7 @@ interface Prepared {
   height: number;
   adapter: string | null;
   maxNewTokens: number;
+  sampling: Required<SamplingOptions> | null;
   /** performance.now() at the call. */
   called: number;
   onText?: (delta: string) => void;
@@ -284,6 +300,21 @@ function resolveConstrain(constrain: ConstrainOption | undefined, style: AnswerS
   return value === 'auto' ? style : value;
 }
 
+function resolveParser(parser: ParserName | undefined): ParserName {
+  const value = parser ?? 'robust';
+  if (!PARSERS.includes(value)) throw grounderError('INVALID_ARGUMENT', `parser must be one of ${PARSERS.join(', ')}, got '${String(value)}'`);
+  return value;
+}
+
+function resolveSampling(sampling: SamplingOptions | null | undefined): Required<SamplingOptions> | null {
+  if (sampling === undefined || sampling === null) return null;
+  try {
+    return checkSampling(sampling);
+  } catch (error) {
+    throw grounderError('INVALID_ARGUMENT', (error as Error).message);
+  }
+}
+
 function positiveInteger(name: string, value: number): number {
   if (!Number.isInteger(value) || value < 1) throw grounderError('INVALID_ARGUMENT', `${name} must be a positive integer, got ${value}`);
   return value;
@@ -293,6 +324,8 @@ export class Grounder implements AsyncDisposable {
   readonly style: AnswerStyle;
   /** The grammar answers are decoded under ('none': free decoding). */
   readonly constrain: ConstrainStyle;
+  readonly parser: ParserName;
+  readonly sampling: Required<SamplingOptions> | null;
   readonly maxNewTokens: number;
   readonly maxBatch: number;
   readonly image: ImageProcessorOptions;
@@ -317,6 +350,8 @@ export class Grounder implements AsyncDisposable {
   ) {
     this.style = settings.style ?? 'pigg';
     this.constrain = resolveConstrain(settings.constrain, this.style);
+    this.parser = resolveParser(settings.parser);
+    this.sampling = resolveSampling(settings.sampling);
     this.maxNewTokens = positiveInteger('maxNewTokens', settings.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS);
     this.maxBatch = positiveInteger('maxBatch', settings.maxBatch ?? DEFAULT_MAX_BATCH);
     this.image = { ...PIGG_PIXELS, ...settings.image };
@@ -333,12 +368,14 @@ export class Grounder implements AsyncDisposable {
 
   /** Loads a model folder (weights, tokenizer) and gets ready to ground. */
   static async load(dir: string, options: GrounderOptions = {}): Promise<Grounder> {
-    const { style, constrain, image, maxNewTokens, maxBatch, images, imageWorkers, onBatch, maxAdapterBytes, ...load } = options;
-    const settings: GrounderSettings = { style, constrain, image, maxNewTokens, maxBatch, images, imageWorkers, onBatch, maxAdapterBytes };
+    const { style, constrain, parser, sampling, image, maxNewTokens, maxBatch, images, imageWorkers, onBatch, maxAdapterBytes, ...load } = options;
+    const settings: GrounderSettings = { style, constrain, parser, sampling, image, maxNewTokens, maxBatch, images, imageWorkers, onBatch, maxAdapterBytes };
     // Settings are checked before minutes of loading.
     if (maxNewTokens !== undefined) positiveInteger('maxNewTokens', maxNewTokens);
     if (maxBatch !== undefined) positiveInteger('maxBatch', maxBatch);
     resolveConstrain(constrain, style ?? 'pigg');
+    resolveParser(parser);
+    resolveSampling(sampling);
     const tokenizer = QwenTokenizer.fromDir(dir);
     const model = await Qwen3VL.load(dir, load);
     try {
@@ -393,6 +430,7 @@ export class Grounder implements AsyncDisposable {
       const adapter = this.adapterFor(options.user);
       const maxNewTokens = positiveInteger('maxNewTokens', options.maxNewTokens ?? this.maxNewTokens);
       this.grammars?.forBudget(maxNewTokens);
+      const sampling = options.sampling === undefined ? this.sampling : resolveSampling(options.sampling);
       const id = `ground-${this.nextId++}`;
       const prepared = (async (): Promise<Prepared> => {
         const processed = await this.images(image, this.image).catch((error: Error) => {
@@ -400,7 +438,7 @@ export class Grounder implements AsyncDisposable {
         });
         const encoded = encodeSample(this.tokenizer, { id, images: [processed], prompt: buildInstructionPrompt(instruction, this.style) }, { mode: 'generate' });
         const { width, height } = processed.sourceSize;
-        return { encoded, width, height, adapter, maxNewTokens, called, onText: options.onText };
+        return { encoded, width, height, adapter, maxNewTokens, sampling, called, onText: options.onText };
       })();
       return this.batcher.submit(prepared, { signal: options.signal });
     } catch (error) {
@@ -419,6 +457,7 @@ export class Grounder implements AsyncDisposable {
     const adapter = this.adapterFor(options.user);
     const maxNewTokens = positiveInteger('maxNewTokens', options.maxNewTokens ?? this.maxNewTokens);
     this.grammars?.forBudget(maxNewTokens);
+    const sampling = options.sampling === undefined ? this.sampling : resolveSampling(options.sampling);
     const settings = { style: this.style, image: this.image };
     // A failed batch stops the ones already queued behind it.
     const stop = new AbortController();
@@ -427,11 +466,12 @@ export class Grounder implements AsyncDisposable {
     const results: GroundResult[] = [];
     const batches = prefetched(Math.ceil(samples.length / batchSize), (index) => {
       const group = {};
-      return Promise.all(samples.slice(index * batchSize, (index + 1) * batchSize).map((sample) => {
+      return Promise.all(samples.slice(index * batchSize, (index + 1) * batchSize).map((sample, i) => {
         const called = performance.now();
+        const rowSampling = sampling && { ...sampling, seed: sampling.seed + index * batchSize + i };
         const prepared = sampleSpec(sample, datasetDir, settings, false, this.images).then((spec): Prepared => ({
           encoded: encodeSample(this.tokenizer, spec, { mode: 'generate' }),
-          width: spec.images[0]!.sourceSize.width, height: spec.images[0]!.sourceSize.height, adapter, maxNewTokens, called,
+          width: spec.images[0]!.sourceSize.width, height: spec.images[0]!.sourceSize.height, adapter, maxNewTokens, sampling: rowSampling, called,
         }));
         return this.batcher.submit(prepared, { signal, group });
       }));
@@ -556,6 +596,7 @@ export class Grounder implements AsyncDisposable {
     const inputs: NamedTensors = toHostTensors(collate(live.map(({ row }) => row.input.encoded), 'left', this.tokenizer.padId));
     const options: GenerateOptions = { maxNewTokens: Math.max(...live.map(({ row }) => row.input.maxNewTokens)), signal };
     if (live.some(({ row }) => row.input.adapter !== null)) options.adapters = live.map(({ row }) => row.input.adapter);
+    if (live.some(({ row }) => row.input.sampling)) options.sampling = live.map(({ row }) => row.input.sampling);
     if (live.some(({ row }) => row.signal)) options.rowSignals = live.map(({ row }) => row.signal);
     if (this.grammars) options.grammars = live.map(({ row }) => this.grammars!.forBudget(row.input.maxNewTokens));
     const streams = live.map(({ row }) => row.input.onText && new TextStream(this.tokenizer, this.eosIds, row.input.maxNewTokens, row.input.onText));
@@ -583,7 +624,7 @@ export class Grounder implements AsyncDisposable {
       tokens += ids.length;
       const text = this.tokenizer.decode(ids, { skipSpecialTokens: true });
       streams[r]?.finish(text);
-      const answer = parseAnswer(text);
+      const answer = readAnswer(text, this.parser);
       out[i] = {
         x: fromGrid(answer.x, input.width),
         y: fromGrid(answer.y, input.height),

@@ -3,7 +3,10 @@
 //
 // The default resampler is a port of Pillow's BICUBIC Image.resize (src/libImaging/Resample.c, 8 bits per channel),
 // the path of the slow/PIL Qwen2VLImageProcessor and of qwen-vl-utils; it is bit-exact with the fixture's PIL output.
-// 'sharp' (libvips Catmull-Rom) is faster on huge inputs but not bit-compatible.
+// 'torchvision' is the fast Qwen2VLImageProcessorFast's path, the one PIGG ran (transformers 4.57.6 loads the fast
+// processor): torch's uint8 antialiased bicubic kernel (int16 weights at a per-axis precision) and the fused
+// rescale + normalize (x - 127.5) / 127.5. 'sharp' (libvips Catmull-Rom) is faster on huge inputs but not
+// bit-compatible.
 import { roundHalfEven } from '../data/metrics.js';
 import { existsSync } from 'node:fs';
 import sharp, { type OutputInfo } from 'sharp';
@@ -23,10 +26,17 @@ export interface PixelLimits {
 
 /** preprocessor_config.json of every Qwen3-VL Instruct size: size = {shortest_edge: 65536, longest_edge: 16777216}. */
 export const QWEN3_VL_PIXELS: PixelLimits = { minPixels: 65536, maxPixels: 16777216 };
-/** PIGG loads the processor with max_pixels = 1280*28*28 and keeps the default minimum. */
+/** What PIGG asks for: the processor loaded with max_pixels = 1280*28*28 (1,003,520), the default minimum. */
 export const PIGG_PIXELS: PixelLimits = { minPixels: 65536, maxPixels: 1280 * 28 * 28 };
+/**
+ * What PIGG's runs applied: in transformers 4.57.6, Qwen3VLProcessor.from_pretrained(..., max_pixels=...) only sets
+ * an attribute, and the (fast) image processor resizes by its size.longest_edge, 16,777,216. A 1080x2400 screenshot
+ * became grid [1, 150, 68]: 2550 image tokens instead of the 966 of PIGG_PIXELS.
+ */
+export const PIGG_EFFECTIVE_PIXELS: PixelLimits = { ...QWEN3_VL_PIXELS };
 
-export type Resampler = 'pillow' | 'sharp';
+export type Resampler = 'pillow' | 'torchvision' | 'sharp';
+export const RESAMPLERS: readonly Resampler[] = ['pillow', 'torchvision', 'sharp'];
 /** 'drop': PIL convert("RGB") as transformers does; 'white': composite RGBA over white as qwen-vl-utils does. */
 export type AlphaMode = 'drop' | 'white';
 
@@ -116,12 +126,51 @@ export async function decodeImage(source: string | Uint8Array, alpha: AlphaMode 
   return { width, height, data: out };
 }
 
-// ---- Pillow-compatible bicubic resampling (Resample.c, 8bpc path) --------------------------------------------------
+// ---- bicubic resampling in fixed point: Pillow's (Resample.c, 8bpc path) and torch's uint8 antialiased kernel ------
 
-const PRECISION_BITS = 32 - 8 - 2;
 const BICUBIC_SUPPORT = 2;
 
-function bicubicFilter(x: number): number {
+interface Coefficients {
+  ksize: number;
+  /** Per output index: first input index and number of taps. */
+  start: Int32Array;
+  count: Int32Array;
+  /** [outSize * ksize] fixed-point weights with `precision` fractional bits. */
+  weights: Int32Array;
+  precision: number;
+}
+
+/** Pillow's and torch's tap ranges and normalized double weights (the two differ only in the filter's arithmetic). */
+function bicubicTaps(inSize: number, outSize: number, filter: (x: number) => number, clampTaps: boolean) {
+  const scale = inSize / outSize;
+  const filterScale = scale < 1 ? 1 : scale;
+  const support = BICUBIC_SUPPORT * filterScale;
+  const ksize = Math.ceil(support) * 2 + 1;
+  const start = new Int32Array(outSize);
+  const count = new Int32Array(outSize);
+  const taps = new Float64Array(outSize * ksize);
+  const ss = 1 / filterScale;
+  for (let xx = 0; xx < outSize; xx++) {
+    const center = (xx + 0.5) * scale;
+    const xmin = Math.max(0, Math.trunc(center - support + 0.5));
+    let xmax = Math.min(inSize, Math.trunc(center + support + 0.5)) - xmin;
+    if (clampTaps) xmax = Math.min(Math.max(xmax, 0), ksize); // torch clips the rare rounding overflow
+    let ww = 0;
+    for (let x = 0; x < xmax; x++) {
+      const w = filter((x + xmin - center + 0.5) * ss);
+      taps[xx * ksize + x] = w;
+      ww += w;
+    }
+    if (ww !== 0) for (let x = 0; x < xmax; x++) taps[xx * ksize + x] /= ww;
+    start[xx] = xmin;
+    count[xx] = xmax;
+  }
+  return { ksize, start, count, taps };
+}
+
+const PILLOW_PRECISION_BITS = 32 - 8 - 2;
+
+function pillowFilter(x: number): number {
   const a = -0.5;
   if (x < 0) x = -x;
   if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
@@ -129,65 +178,59 @@ function bicubicFilter(x: number): number {
   return 0;
 }
 
-interface Coefficients {
-  ksize: number;
-  /** Per output index: first input index and number of taps. */
-  start: Int32Array;
-  count: Int32Array;
-  /** [outSize * ksize] fixed-point weights (22 fractional bits). */
-  weights: Int32Array;
-}
-
 /** precompute_coeffs + normalize_coeffs_8bpc, with the same double arithmetic and (int) truncations. */
-function precomputeCoefficients(inSize: number, outSize: number): Coefficients {
-  const scale = inSize / outSize;
-  const filterScale = scale < 1 ? 1 : scale;
-  const support = BICUBIC_SUPPORT * filterScale;
-  const ksize = Math.ceil(support) * 2 + 1;
-  const start = new Int32Array(outSize);
-  const count = new Int32Array(outSize);
-  const weights = new Int32Array(outSize * ksize);
-  const taps = new Float64Array(ksize);
-  const ss = 1 / filterScale;
-  for (let xx = 0; xx < outSize; xx++) {
-    const center = (xx + 0.5) * scale;
-    const xmin = Math.max(0, Math.trunc(center - support + 0.5));
-    const xmax = Math.min(inSize, Math.trunc(center + support + 0.5)) - xmin;
-    let ww = 0;
-    for (let x = 0; x < xmax; x++) {
-      const w = bicubicFilter((x + xmin - center + 0.5) * ss);
-      taps[x] = w;
-      ww += w;
-    }
-    for (let x = 0; x < xmax; x++) {
-      const w = ww !== 0 ? taps[x] / ww : taps[x];
-      weights[xx * ksize + x] = w < 0 ? Math.trunc(-0.5 + w * (1 << PRECISION_BITS)) : Math.trunc(0.5 + w * (1 << PRECISION_BITS));
-    }
-    start[xx] = xmin;
-    count[xx] = xmax;
-  }
-  return { ksize, start, count, weights };
+function pillowCoefficients(inSize: number, outSize: number): Coefficients {
+  const { ksize, start, count, taps } = bicubicTaps(inSize, outSize, pillowFilter, false);
+  const scaled = 1 << PILLOW_PRECISION_BITS;
+  const weights = Int32Array.from(taps, (w) => (w < 0 ? Math.trunc(-0.5 + w * scaled) : Math.trunc(0.5 + w * scaled)));
+  return { ksize, start, count, weights, precision: PILLOW_PRECISION_BITS };
 }
 
-/** Fixed-point sum → uint8 as Pillow's clip8 (floor shift, clamp to [0, 255]). */
-function clip8(sum: number): number {
-  const v = sum >> PRECISION_BITS;
+/** torch's aa_filter for bicubic (cubic_convolution1/2 with A = -0.5, in their operation order). */
+function torchFilter(x: number): number {
+  const a = -0.5;
+  x = Math.abs(x);
+  if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+  if (x < 2) return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a;
+  return 0;
+}
+
+/**
+ * torch's _compute_index_ranges_int16_weights: the largest precision (< 22 bits) at which the axis's largest weight
+ * still fits int16, then every weight rounded half away from zero to int16.
+ */
+function torchCoefficients(inSize: number, outSize: number): Coefficients {
+  const { ksize, start, count, taps } = bicubicTaps(inSize, outSize, torchFilter, true);
+  const maxWeight = taps.reduce((max, w) => Math.max(max, w), 0);
+  let precision = 0;
+  for (; precision < 22; precision++) {
+    if (Math.trunc(0.5 + maxWeight * 2 ** (precision + 1)) >= 1 << 15) break;
+  }
+  const weights = Int32Array.from(taps, (w) => {
+    const v = w * 2 ** precision;
+    return Math.trunc(v < 0 ? v - 0.5 : v + 0.5);
+  });
+  return { ksize, start, count, weights, precision };
+}
+
+/** Fixed-point sum -> uint8: floor shift, clamp to [0, 255] (Pillow's clip8; torch's shift and saturating packs). */
+function clip8(sum: number, precision: number): number {
+  const v = sum >> precision;
   return v < 0 ? 0 : v > 255 ? 255 : v;
 }
 
-const HALF = 1 << (PRECISION_BITS - 1);
-
-function resampleHorizontal(src: RgbImage, outWidth: number): RgbImage {
+function resampleHorizontal(src: RgbImage, outWidth: number, coefficients: Coefficients): RgbImage {
   const { width, height, data } = src;
-  const { ksize, start, count, weights } = precomputeCoefficients(width, outWidth);
+  const { ksize, start, count, weights, precision } = coefficients;
+  const half = 1 << (precision - 1);
   const out = new Uint8Array(outWidth * height * 3);
   for (let y = 0; y < height; y++) {
     const rowIn = y * width * 3;
     let o = y * outWidth * 3;
     for (let xx = 0; xx < outWidth; xx++) {
-      let s0 = HALF;
-      let s1 = HALF;
-      let s2 = HALF;
+      let s0 = half;
+      let s1 = half;
+      let s2 = half;
       const k = xx * ksize;
       const n = count[xx];
       let p = rowIn + start[xx] * 3;
@@ -197,17 +240,18 @@ function resampleHorizontal(src: RgbImage, outWidth: number): RgbImage {
         s1 += data[p + 1] * w;
         s2 += data[p + 2] * w;
       }
-      out[o++] = clip8(s0);
-      out[o++] = clip8(s1);
-      out[o++] = clip8(s2);
+      out[o++] = clip8(s0, precision);
+      out[o++] = clip8(s1, precision);
+      out[o++] = clip8(s2, precision);
     }
   }
   return { width: outWidth, height, data: out };
 }
 
-function resampleVertical(src: RgbImage, outHeight: number): RgbImage {
-  const { width, height, data } = src;
-  const { ksize, start, count, weights } = precomputeCoefficients(height, outHeight);
+function resampleVertical(src: RgbImage, outHeight: number, coefficients: Coefficients): RgbImage {
+  const { width, data } = src;
+  const { ksize, start, count, weights, precision } = coefficients;
+  const half = 1 << (precision - 1);
   const rowLength = width * 3;
   const out = new Uint8Array(outHeight * rowLength);
   for (let yy = 0; yy < outHeight; yy++) {
@@ -216,20 +260,30 @@ function resampleVertical(src: RgbImage, outHeight: number): RgbImage {
     const first = start[yy] * rowLength;
     let o = yy * rowLength;
     for (let i = 0; i < rowLength; i++) {
-      let s = HALF;
+      let s = half;
       for (let y = 0, p = first + i; y < n; y++, p += rowLength) s += data[p] * weights[k + y];
-      out[o++] = clip8(s);
+      out[o++] = clip8(s, precision);
     }
   }
   return { width, height: outHeight, data: out };
 }
 
-/** Pillow `Image.resize((width, height), BICUBIC)` on an RGB image: horizontal pass, then vertical, uint8 in between. */
-export function resizePillowBicubic(image: RgbImage, height: number, width: number): RgbImage {
+/** Horizontal pass, then vertical, uint8 in between (Pillow and torch alike). */
+function resizeSeparable(image: RgbImage, height: number, width: number, coefficients: (inSize: number, outSize: number) => Coefficients): RgbImage {
   let out = image;
-  if (width !== image.width) out = resampleHorizontal(out, width);
-  if (height !== image.height) out = resampleVertical(out, height);
+  if (width !== image.width) out = resampleHorizontal(out, width, coefficients(image.width, width));
+  if (height !== image.height) out = resampleVertical(out, height, coefficients(image.height, height));
   return out === image ? { width, height, data: image.data.slice() } : out;
+}
+
+/** Pillow `Image.resize((width, height), BICUBIC)` on an RGB image. */
+export function resizePillowBicubic(image: RgbImage, height: number, width: number): RgbImage {
+  return resizeSeparable(image, height, width, pillowCoefficients);
+}
+
+/** torchvision `F.resize(uint8 CHW tensor, [height, width], BICUBIC, antialias=True)` on the CPU. */
+export function resizeTorchvisionBicubic(image: RgbImage, height: number, width: number): RgbImage {
+  return resizeSeparable(image, height, width, torchCoefficients);
 }
 
 /** libvips Catmull-Rom (a = -0.5) resize through sharp; not bit-compatible with Pillow. */
@@ -247,17 +301,15 @@ export async function resizeSharp(image: RgbImage, height: number, width: number
  * uint8 → normalized fp32, exactly as the slow processor: x = float32(u8 * (1/255)) (double product), then
  * (x - 0.5) / 0.5 in float32 (mean = std = 0.5).
  */
-const NORMALIZED = (() => {
-  const table = new Float32Array(256);
-  for (let v = 0; v < 256; v++) table[v] = Math.fround(Math.fround(v * (1 / 255)) - 0.5) / 0.5;
-  return table;
-})();
+const NORMALIZED = Float32Array.from({ length: 256 }, (_, v) => Math.fround(Math.fround(v * (1 / 255)) - 0.5) / 0.5);
+/** The fast processor fuses rescale and normalize: (float32(u8) - 127.5) / 127.5 in float32 (mean and std times 255). */
+const NORMALIZED_FUSED = Float32Array.from({ length: 256 }, (_, v) => (v - 127.5) / 127.5);
 
 /**
  * Normalizes an image whose sides are multiples of 32 and flattens it into pixel_values rows: rows ordered
  * (block_row, block_col, in_row, in_col), values ordered (channel, frame, py, px) with the frame duplicated.
  */
-export function patchify(image: RgbImage): { pixelValues: Float32Array; gridThw: [number, number, number] } {
+export function patchify(image: RgbImage, normalized: Float32Array = NORMALIZED): { pixelValues: Float32Array; gridThw: [number, number, number] } {
   const { width, height, data } = image;
   if (height % RESIZE_FACTOR !== 0 || width % RESIZE_FACTOR !== 0) {
     throw new Error(`image size ${width}x${height} is not a multiple of ${RESIZE_FACTOR}`);
@@ -279,7 +331,7 @@ export function patchify(image: RgbImage): { pixelValues: Float32Array; gridThw:
             for (let py = 0; py < PATCH_SIZE; py++) {
               let p = ((y0 + py) * width + x0) * 3 + c;
               let o = channelBase + py * PATCH_SIZE;
-              for (let px = 0; px < PATCH_SIZE; px++, p += 3) pixelValues[o++] = NORMALIZED[data[p]];
+              for (let px = 0; px < PATCH_SIZE; px++, p += 3) pixelValues[o++] = normalized[data[p]];
             }
             // The single image is repeated to fill the temporal patch of 2 frames.
             pixelValues.copyWithin(channelBase + frame, channelBase, channelBase + frame);
@@ -295,14 +347,16 @@ export function patchify(image: RgbImage): { pixelValues: Float32Array; gridThw:
 export async function resizeForModel(image: RgbImage, options: ImageProcessorOptions = {}): Promise<RgbImage> {
   const [height, width] = smartResize(image.height, image.width, RESIZE_FACTOR, options.minPixels ?? QWEN3_VL_PIXELS.minPixels, options.maxPixels ?? QWEN3_VL_PIXELS.maxPixels);
   if (height === image.height && width === image.width) return image;
-  return (options.resampler ?? 'pillow') === 'pillow' ? resizePillowBicubic(image, height, width) : resizeSharp(image, height, width);
+  const resampler = options.resampler ?? 'pillow';
+  if (resampler === 'sharp') return resizeSharp(image, height, width);
+  return resampler === 'torchvision' ? resizeTorchvisionBicubic(image, height, width) : resizePillowBicubic(image, height, width);
 }
 
 /** The whole per-image pipeline: a file path, an encoded image buffer or an already decoded RGB image. */
 export async function processImage(source: string | Uint8Array | RgbImage, options: ImageProcessorOptions = {}): Promise<ProcessedImage> {
   const decoded = typeof source === 'string' || source instanceof Uint8Array ? await decodeImage(source, options.alpha ?? 'drop') : source;
   const resized = await resizeForModel(decoded, options);
-  const { pixelValues, gridThw } = patchify(resized);
+  const { pixelValues, gridThw } = patchify(resized, options.resampler === 'torchvision' ? NORMALIZED_FUSED : NORMALIZED);
   return {
     pixelValues,
     gridThw,

@@ -1,6 +1,8 @@
 // Request bodies of the HTTP API, checked into what Grounder.ground() takes: the image's bytes (base64 or a data
-// URI, within a decoded-size limit), the instruction (within a length limit), the adapter and the token budget.
-// Every failure is an ApiError with one message naming the field.
+// URI, within a decoded-size limit), the instruction (within a length limit), the adapter, the token budget and
+// (chat completions) OpenAI's sampling fields. Every failure is an ApiError with one message naming the field.
+import { randomInt } from 'node:crypto';
+import type { SamplingOptions } from '../engine/sampling.js';
 import { ApiError, badRequest } from './errors.js';
 
 export interface RequestLimits {
@@ -25,6 +27,8 @@ export interface ChatCall extends GroundCall {
   model: string;
   stream: boolean;
   includeUsage: boolean;
+  /** From temperature / top_p / seed: null = greedy; absent when the request sets neither temperature nor top_p. */
+  sampling?: SamplingOptions | null;
 }
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -77,6 +81,26 @@ function tokensOf(value: unknown, param: string, limits: RequestLimits): number 
     throw badRequest('invalid_max_tokens', `${param} ${value} is over this server's limit of ${limits.maxNewTokens} new tokens`, param);
   }
   return value;
+}
+
+/**
+ * OpenAI's temperature (0-2, default 1 when top_p is set), top_p (0-1] and seed. Neither temperature nor top_p: the
+ * server's decoding (undefined). Temperature 0: greedy. Sampling without a seed gets a random one.
+ */
+function samplingOf(b: Record<string, unknown>): SamplingOptions | null | undefined {
+  const given = (key: string) => b[key] !== undefined && b[key] !== null;
+  const number = (key: string, ok: (v: number) => boolean, rule: string): number | undefined => {
+    if (!given(key)) return undefined;
+    const value = b[key];
+    if (typeof value !== 'number' || !ok(value)) throw badRequest(`invalid_${key}`, `${key} must be ${rule}, got ${JSON.stringify(value)}`, key);
+    return value;
+  };
+  const temperature = number('temperature', (v) => v >= 0 && v <= 2, 'a number from 0 to 2');
+  const topP = number('top_p', (v) => v > 0 && v <= 1, 'a number in (0, 1]');
+  const seed = number('seed', (v) => Number.isSafeInteger(v) && v >= 0, 'a non-negative integer');
+  if (temperature === undefined && topP === undefined) return undefined;
+  if (temperature === 0) return null;
+  return { temperature: temperature ?? 1, topP: topP ?? 1, seed: seed ?? randomInt(2 ** 47) };
 }
 
 function bodyObject(body: unknown): Record<string, unknown> {
@@ -162,5 +186,6 @@ export function parseChatRequest(body: unknown, limits: RequestLimits, baseModel
     maxNewTokens,
     stream: b.stream === true,
     includeUsage: streamOptions.include_usage === true,
+    sampling: samplingOf(b),
   };
 }

@@ -282,7 +282,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const client = clientSignal(reply);
     try {
       if (!call.stream) {
-        const result = await grounder.ground(call.image, call.instruction, { user: call.user, signal: client.signal, maxNewTokens: call.maxNewTokens });
+        const result = await grounder.ground(call.image, call.instruction, { user: call.user, signal: client.signal, maxNewTokens: call.maxNewTokens, sampling: call.sampling });
         return {
           id, object: 'chat.completion', created, model: call.model, system_fingerprint: null,
           choices: [{ index: 0, message: { role: 'assistant', content: result.text, refusal: null }, logprobs: null, finish_reason: result.finishReason }],
@@ -322,7 +322,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     };
     let result: GroundResult;
     try {
-      result = await grounder.ground(call.image, call.instruction, { user: call.user, signal, maxNewTokens: call.maxNewTokens, onText });
+      result = await grounder.ground(call.image, call.instruction, { user: call.user, signal, maxNewTokens: call.maxNewTokens, sampling: call.sampling, onText });
     } catch (error) {
       if (!open) throw error;
       if (!raw.destroyed) {

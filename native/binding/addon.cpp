@@ -211,6 +211,25 @@ void forEachRow(Napi::Env env, const Napi::Object& options, const char* key, con
   for (uint32_t i = 0; i < rows.Length(); ++i) each(rows.Get(i));
 }
 
+// One row's sampling settings {temperature, topP, topK, repetitionPenalty, seed}; null/undefined: greedy.
+pigg::api::SamplingOptions samplingRow(Napi::Env env, const Napi::Value& value) {
+  pigg::api::SamplingOptions row;
+  if (isNone(value)) return row;
+  if (!value.IsObject()) throw Napi::TypeError::New(env, "a sampling entry must be an object or null");
+  const Napi::Object object = value.As<Napi::Object>();
+  const auto number = [&](const char* key, double fallback) {
+    if (!hasOption(object, key)) return fallback;
+    if (!object.Get(key).IsNumber()) throw Napi::TypeError::New(env, std::string("sampling '") + key + "' must be a number");
+    return object.Get(key).As<Napi::Number>().DoubleValue();
+  };
+  row.temperature = number("temperature", row.temperature);
+  row.topP = number("topP", row.topP);
+  row.topK = static_cast<int64_t>(number("topK", 0));
+  row.repetitionPenalty = number("repetitionPenalty", row.repetitionPenalty);
+  row.seed = static_cast<uint64_t>(number("seed", 0));
+  return row;
+}
+
 // The cancellation handle of one call: JS aborts it from an AbortSignal's listener while the worker runs.
 class NativeControl : public Napi::ObjectWrap<NativeControl> {
  public:
@@ -409,6 +428,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       forEachRow(env, opts, "grammars", [&](const Napi::Value& v) {
         options.rowGrammars.push_back(isNone(v) ? nullptr : unwrapAs<NativeGrammar>(env, v, "a grammar")->grammar());
       });
+      forEachRow(env, opts, "sampling", [&](const Napi::Value& v) { options.rowSampling.push_back(samplingRow(env, v)); });
       forEachRow(env, opts, "rowControls", [&](const Napi::Value& v) {
         options.rowControls.push_back(isNone(v) ? nullptr : unwrapAs<NativeControl>(env, v, "a row control")->control());
       });
@@ -581,6 +601,18 @@ Napi::Value CreateGrammar(const Napi::CallbackInfo& info) {
   return NativeGrammar::constructor.New({Napi::External<std::shared_ptr<const pigg::api::Grammar>>::New(env, &grammar)});
 }
 
+Napi::Value SampleTokens(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  BorrowedInputs inputs = borrowTensors(env, info[0]);
+  if (info.Length() < 3 || !info[1].IsArray() || !info[2].IsNumber()) throw Napi::TypeError::New(env, "sampleTokens(logits, sampling[], draws)");
+  std::vector<pigg::api::SamplingOptions> rows;
+  Napi::Array list = info[1].As<Napi::Array>();
+  for (uint32_t i = 0; i < list.Length(); ++i) rows.push_back(samplingRow(env, list.Get(i)));
+  const int64_t draws = info[2].As<Napi::Number>().Int64Value();
+  NamedTensors tensors = inputs.tensors;
+  return schedule<NamedTensors>(env, [tensors, rows, draws] { return pigg::api::sampleTokens(tensors, rows, draws); }, tensorsToJs, inputs.references);
+}
+
 Napi::Value CreateControl(const Napi::CallbackInfo& info) { return NativeControl::constructor.New({}); }
 
 Napi::Value Versions(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), pigg::api::versions()); }
@@ -603,6 +635,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   NativeGrammar::constructor = Napi::Persistent(NativeGrammar::Init(env));
   NativeGrammar::constructor.SuppressDestruct();
   exports.Set("createControl", Napi::Function::New(env, CreateControl));
+  exports.Set("sampleTokens", Napi::Function::New(env, SampleTokens));
   exports.Set("createGrammar", Napi::Function::New(env, CreateGrammar));
   exports.Set("initRandom", Napi::Function::New(env, InitRandom));
   exports.Set("load", Napi::Function::New(env, Load));
