@@ -5,6 +5,7 @@
 //
 // The image is judged from its header (sharp's metadata(): no pixel decoded): its format, its declared pixels and its
 // aspect ratio. A 1 MB PNG can declare 16383x16383 pixels (2.5 GB decoded), a 200-byte SVG 16000x16000.
+import { existsSync } from 'node:fs';
 import sharp, { type Metadata } from 'sharp';
 import type { QwenTokenizer } from '../processor/tokenizer.js';
 
@@ -88,13 +89,13 @@ export class InputChecker {
    * aspect ratio over 200.
    */
   async image(source: string | Uint8Array): Promise<{ format: string; width: number; height: number }> {
+    // A path is the library caller's own file (the server passes bytes): naming it leaks nothing.
+    if (typeof source === 'string' && !existsSync(source)) throw inputError('INVALID_IMAGE', 'image', `image not found: ${source}`);
     let meta: Metadata;
     try {
       meta = await sharp(source, { limitInputPixels: false }).metadata();
     } catch (error) {
-      // sharp names a missing file by its path: say it without the server's folders.
-      const message = typeof source === 'string' ? 'the image file cannot be read' : (error as Error).message;
-      throw inputError('INVALID_IMAGE', 'image', `cannot decode image: ${message}`, error);
+      throw inputError('INVALID_IMAGE', 'image', `cannot decode image: ${(error as Error).message}`, error);
     }
     const format = meta.format === 'heif' && meta.compression === 'av1' ? 'avif' : String(meta.format);
     const allowed: readonly string[] = this.allowSvg ? [...IMAGE_FORMATS, 'svg'] : IMAGE_FORMATS;

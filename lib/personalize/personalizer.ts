@@ -445,14 +445,14 @@ export class Personalizer {
   /**
    * A user id must not name the base model or an adapter that is not this Personalizer's (from --adapters or POST
    * /v1/adapters): a request's `user` names either, and a tap would otherwise switch that adapter's clients to the
-   * base model. Such a FeedbackError carries `conflict`.
+   * base model. The adapter clash carries `conflict` (409).
    */
   private checkNamespace(user: unknown): void {
     if (typeof user !== 'string') return;
-    const conflict = (message: string) => Object.assign(feedbackError('INVALID_ARGUMENT', 'user', message), { conflict: true });
-    if (user === this.grounder.modelName) throw conflict(`user '${user}' is the base model's name; users name their adapters, so choose another id`);
+    if (user === this.grounder.modelName) throw feedbackError('INVALID_ARGUMENT', 'user', `user '${user}' is the base model's name; users name their adapters, so choose another id`);
     if (!this.knows(user) && this.grounder.adapters().some((a) => a.name === user)) {
-      throw conflict(`user '${user}' is the name of an adapter this server serves; users and adapters share one namespace, so choose another id`);
+      const message = `user '${user}' is the name of an adapter this server serves; users and adapters share one namespace, so choose another id`;
+      throw Object.assign(feedbackError('INVALID_ARGUMENT', 'user', message), { conflict: true });
     }
   }
 
