@@ -4,7 +4,8 @@
 //   preflight, so any other content type is refused (415) and such a page cannot reach the API.
 // - Size per route: the routes that carry a screenshot take up to bodyLimit, every other route (adapters, rollback)
 //   SMALL_BODY_LIMIT.
-// - Nesting depth: a deeply nested body ([[[[...) is refused by a linear scan before JSON.parse recurses into it.
+// - Nesting depth: a deeply nested body ([[[[...) is refused while it arrives, before JSON.parse recurses into it.
+import { Transform } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { badRequest } from './errors.js';
 
@@ -15,24 +16,36 @@ export const DEFAULT_MAX_JSON_DEPTH = 32;
 /** The routes whose bodies carry an image. */
 const IMAGE_ROUTES = new Set(['/v1/ground', '/v1/chat/completions', '/v1/feedback']);
 
-/** Whether JSON text nests objects and arrays deeper than `max` (strings skipped, escapes included). */
-export function nestsDeeper(text: string, max: number): boolean {
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c) i++; // backslash: the next character is escaped
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) {
-      inString = true;
-    } else if (c === 0x7b || c === 0x5b) {
-      if (++depth > max) return true;
-    } else if (c === 0x7d || c === 0x5d) {
-      depth--;
+/**
+ * Follows the nesting of JSON as its bytes arrive (strings and escapes skipped; UTF-8 continuation bytes never look
+ * like the ASCII it looks for), so a body nested too deep is refused at its first chunk, not after megabytes were
+ * read, joined and scanned on the event loop.
+ */
+export class JsonDepth {
+  private depth = 0;
+  private inString = false;
+  private escaped = false;
+
+  constructor(readonly max: number) {}
+
+  /** Takes the next bytes; false once the nesting went deeper than max. */
+  scan(bytes: Uint8Array): boolean {
+    for (let i = 0; i < bytes.length; i++) {
+      const c = bytes[i]!;
+      if (this.inString) {
+        if (this.escaped) this.escaped = false;
+        else if (c === 0x5c) this.escaped = true;
+        else if (c === 0x22) this.inString = false;
+      } else if (c === 0x22) {
+        this.inString = true;
+      } else if (c === 0x7b || c === 0x5b) {
+        if (++this.depth > this.max) return false;
+      } else if (c === 0x7d || c === 0x5d) {
+        this.depth--;
+      }
     }
+    return true;
   }
-  return false;
 }
 
 /** Installs the body rules on `app`; call before its routes are added (the size limits are set per route). */
@@ -40,12 +53,17 @@ export function registerBodyLimits(app: FastifyInstance, options: { bodyLimit: n
   const maxDepth = options.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH;
   const parse = app.getDefaultJsonParser('error', 'error');
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    if (nestsDeeper(body as string, maxDepth)) {
-      done(badRequest('invalid_json', `the request body nests deeper than ${maxDepth} levels`), undefined);
-      return;
-    }
-    parse(request, body as string, done);
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, parse);
+  app.addHook('preParsing', async (_request, _reply, payload) => {
+    const depth = new JsonDepth(maxDepth);
+    const guarded = payload.pipe(new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        if (depth.scan(chunk)) done(null, chunk);
+        else done(badRequest('invalid_json', `the request body nests deeper than ${maxDepth} levels`));
+      },
+    }));
+    // fastify checks the bytes received against Content-Length on the stream it parses.
+    return Object.assign(guarded, { receivedEncodedLength: (payload as { receivedEncodedLength?: number }).receivedEncodedLength });
   });
   app.addHook('onRoute', (route) => {
     route.bodyLimit ??= IMAGE_ROUTES.has(route.url) ? options.bodyLimit : Math.min(options.bodyLimit, SMALL_BODY_LIMIT);
