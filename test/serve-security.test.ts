@@ -6,6 +6,7 @@
 // - one namespace for adapters and feedback users; limits checked before decoding (declared pixels, aspect ratio,
 //   SVG, body size per route, nesting) and /health answering while a large image is processed;
 // - feedback validated as inference validates it, and a poisoned stored sample quarantined, not retried forever.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -189,6 +190,37 @@ describe('keys, content type, Host', () => {
     } finally {
       await named.close();
     }
+  });
+
+  it('pigg serve takes its keys from PIGG_API_KEY / PIGG_ADMIN_KEY (comma-separated) and warns when open beyond loopback', async () => {
+    const cli = join(import.meta.dirname, '..', 'dist', 'cli', 'index.js');
+    const start = (args: string[], env: Record<string, string>) => new Promise<{ child: ChildProcess; url: string; stderr: () => string }>((done, fail) => {
+      const child = spawn(process.execPath, [cli, 'serve', '--model', base, '--port', '0', '--image-workers', '0', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr!.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+        const match = /listening on (http:\/\/[\d.]+:\d+)/.exec(stderr);
+        if (match) done({ child, url: match[1]!, stderr: () => stderr });
+      });
+      child.on('exit', (code) => fail(new Error(`pigg serve exited ${code}: ${stderr}`)));
+    });
+    const stop = (child: ChildProcess) => new Promise((done) => {
+      child.removeAllListeners('exit');
+      child.once('exit', done);
+      child.kill('SIGTERM');
+    });
+    const keyed = await start(['--host', '127.0.0.1'], { PIGG_API_KEY: 'one, two', PIGG_ADMIN_KEY: 'boss' });
+    try {
+      await expectError(await fetch(`${keyed.url}/v1/models`), 401, 'invalid_api_key', /no API key/);
+      expect((await fetch(`${keyed.url}/v1/models`, { headers: { authorization: 'Bearer two' } })).status).toBe(200);
+      await expectError(await post(`${keyed.url}/v1/adapters`, { name: 'x', path: 'y' }, 'one'), 403, 'permission_denied', /admin key/);
+      expect(keyed.stderr()).not.toMatch(/WARNING/);
+    } finally {
+      await stop(keyed.child);
+    }
+    const open = await start(['--host', '0.0.0.0'], { PIGG_API_KEY: '', PIGG_ADMIN_KEY: '' });
+    await stop(open.child);
+    expect(open.stderr()).toMatch(/WARNING: pigg serve listens on 0\.0\.0\.0 WITHOUT an API key/);
   });
 
   it('warns loudly when listening beyond loopback without a key, not with one', async () => {
