@@ -382,6 +382,11 @@ export class Grounder implements AsyncDisposable {
     }
   }
 
+  /** Where this Grounder decodes and resizes images (its image pool's workers, when it has them). */
+  get imageProcessor(): ImageProcessor {
+    return this.images;
+  }
+
   /** Requests queued or running. */
   get pending(): number {
     return this.batcher.pending;

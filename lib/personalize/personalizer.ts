@@ -36,7 +36,6 @@ import { summarize } from '../experiments/results.js';
 import { planSteps } from '../experiments/train.js';
 import type { Grounder } from '../grounding/grounder.js';
 import type { ImageProcessor } from '../processor/image-pool.js';
-import { processImage } from '../processor/image.js';
 import { fsyncDir, mkdirDurable, renameDurable, writeFileDurable } from './durable.js';
 import { JsonlLog } from './jsonl.js';
 import { checkUser, feedbackError, FeedbackStore, type FeedbackInput } from './store.js';
@@ -74,7 +73,7 @@ export interface PersonalizerOptions {
   evalBatch?: number;
   /** Train when a user reaches minNewSamples (default true); false: only train() starts jobs. */
   auto?: boolean;
-  /** Where training images are decoded and resized (an ImagePool's process); default this thread. */
+  /** Where training images are decoded and resized (an ImagePool's process); default the Grounder's. */
   images?: ImageProcessor;
   /** Progress and decisions, for logs. */
   onEvent?: (event: PersonalizerEvent) => void;
@@ -289,7 +288,8 @@ export class Personalizer {
     this.lora = options.lora ?? { ...PIGG_LORA };
     this.auto = options.auto ?? true;
     this.evalBatch = options.evalBatch ?? options.grounder.maxBatch;
-    this.images = options.images ?? processImage;
+    // The Grounder's image workers by default: training images are not decoded on the event loop either.
+    this.images = options.images ?? options.grounder.imageProcessor;
     this.onEvent = options.onEvent;
   }
 
