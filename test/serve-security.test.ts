@@ -370,6 +370,17 @@ describe('limits before decoding, /health during a large image', () => {
     await expectError(await post(`${server.url}/v1/adapters`, { name: 'x', path: 'y'.repeat(100_000) }), 413, 'body_too_large', /over the limit of 65536 bytes/);
   });
 
+  it('a body of a MiB or more is parsed on a worker thread, with the same answers', async () => {
+    const pad = 'x'.repeat(2 ** 21);
+    const body = JSON.stringify({ image: png.toString('base64'), instruction: samples[0]!.instruction, pad });
+    const inline = await (await post(`${server.url}/v1/ground`, { image: png.toString('base64'), instruction: samples[0]!.instruction })).json() as { text: string };
+    const response = await post(`${server.url}/v1/ground`, body);
+    expect(response.status).toBe(200);
+    expect(((await response.json()) as { text: string }).text).toBe(inline.text);
+    await expectError(await post(`${server.url}/v1/ground`, `${body.slice(0, -1)},}`), 400, 'invalid_json', /not valid JSON \(.+\)/);
+    await expectError(await post(`${server.url}/v1/ground`, `{"__proto__": {"admin": true}, "pad": "${pad}"}`), 400, 'invalid_json', /__proto__ or constructor is not allowed/);
+  });
+
   it('/health answers while a large image is decoded and resized (on an image worker)', async () => {
     const large = await sharp({ create: { width: 4096, height: 4096, channels: 3, background: '#3060a0' } }).png().toBuffer();
     let settled = false;
