@@ -85,8 +85,14 @@ export function exposureWarning(host: string, access: AccessOptions): string | n
     + `${(access.adminKeys ?? []).some((k) => k !== '') ? '' : ', and load or unload adapters'}. Set --api-key (or PIGG_API_KEY) and --admin-key, or listen on 127.0.0.1.`;
 }
 
-/** Installs the checks on `app` (before its routes). `host` is the address the server listens on. */
-export function registerAccess(app: FastifyInstance, access: AccessOptions, host: string): void {
+/**
+ * Installs the checks on `app` (before its routes). `host` is the address the server listens on; `warn` gets the
+ * exposure warning (default process.emitWarning).
+ */
+export function registerAccess(app: FastifyInstance, access: AccessOptions, host: string,
+  warn: (message: string) => void = (message) => process.emitWarning(message, 'PiggSecurityWarning')): void {
+  const exposed = exposureWarning(host, access);
+  if (exposed) warn(exposed);
   const apiKeys = (access.apiKeys ?? []).filter((k) => k !== '');
   const adminKeys = (access.adminKeys ?? []).filter((k) => k !== '');
   const admin = keyChecker(adminKeys);

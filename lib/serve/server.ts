@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { AdapterInfo } from '../engine/model.js';
 import type { Grounder, GroundResult } from '../grounding/grounder.js';
-import { registerAccess, exposureWarning, type AccessOptions } from './access.js';
+import { registerAccess, type AccessOptions } from './access.js';
 import { AdapterRoots } from './adapter-roots.js';
 import { ApiError, badRequest, toApiError } from './errors.js';
 import { registerBodyLimits } from './limits.js';
@@ -133,13 +133,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const running = new Set<AbortController>();
 
   const adapterRoots = new AdapterRoots(options.adapterRoots ?? []);
-  const access = options.access ?? {};
-  const exposed = exposureWarning(host, access);
-  if (exposed) (options.onWarning ?? ((message: string) => process.emitWarning(message, 'PiggSecurityWarning')))(exposed);
 
   const app = Fastify({ bodyLimit, logger: false, return503OnClosing: true });
   registerBodyLimits(app, { bodyLimit, maxJsonDepth: options.maxJsonDepth });
-  registerAccess(app, access, host);
+  registerAccess(app, options.access ?? {}, host, options.onWarning);
 
   app.addHook('onRequest', async (request, reply) => {
     const begun = performance.now();
