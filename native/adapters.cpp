@@ -119,17 +119,26 @@ std::vector<RowLora> AdapterRegistry::gather(const std::vector<std::string>& row
   const size_t linears = usedA.front().size();
   int64_t rank = 0;
   for (const auto& adapter : used) rank = std::max(rank, adapter->weights.options.rank);
+  // Rows without an adapter point at an extra all-zero slot: they never read another adapter's numbers (scale 0
+  // times a NaN would still be NaN).
+  const bool baseRows = std::any_of(rowNames.begin(), rowNames.end(), [](const std::string& n) { return n.empty(); });
+  const int64_t count = static_cast<int64_t>(used.size());
+  if (baseRows) {
+    for (size_t r = 0; r < rowNames.size(); ++r) {
+      if (rowNames[r].empty()) rowAdapter[r] = count;
+    }
+  }
+  const int64_t slots = count + (baseRows ? 1 : 0);
   const auto rows = at::tensor(rowAdapter, at::kLong).to(device_);
   const auto scale = at::tensor(rowScale, at::kFloat).view({-1, 1, 1}).to(device_);
   const auto options = at::TensorOptions().dtype(at::kFloat).device(device_);
-  const int64_t count = static_cast<int64_t>(used.size());
   std::vector<RowLora> out(linears);
   for (size_t i = 0; i < linears; ++i) {
     auto shaped = std::find_if(usedA.begin(), usedA.end(), [&](const auto& a) { return a[i].defined(); });
     if (shaped == usedA.end()) continue;  // no adapter of this batch touches linear i
     const int64_t in = (*shaped)[i].size(1), outFeatures = usedB[shaped - usedA.begin()][i].size(0);
     // Ranks are zero-padded to the batch's largest: the padding adds exact zeros.
-    at::Tensor a = at::zeros({count, rank, in}, options), b = at::zeros({count, outFeatures, rank}, options);
+    at::Tensor a = at::zeros({slots, rank, in}, options), b = at::zeros({slots, outFeatures, rank}, options);
     for (int64_t u = 0; u < count; ++u) {
       if (!usedA[u][i].defined()) continue;
       const int64_t r = usedA[u][i].size(0);

@@ -16,6 +16,8 @@ namespace {
 using json = nlohmann::json;
 
 const std::string kPeftPrefix = "base_model.model.";
+// alpha / r beyond this is no adapter anyone trained (PIGG's is 4): it only turns activations into infinities.
+constexpr double kMaxLoraScale = 1024;
 
 }  // namespace
 
@@ -91,14 +93,26 @@ LoraWeights readLoraAdapter(TextDecoder& decoder, const std::string& dir) {
   if (config.value("peft_type", "") != "LORA") throw Error(configPath.string() + ": peft_type is not LORA");
   LoraWeights weights;
   LoraOptions& options = weights.options;
+  // Checked, not converted: nlohmann would read r 8.5 as 8 and a string alpha as an exception without the file's name.
+  if (config.contains("r") && !config["r"].is_number_integer()) throw Error(configPath.string() + ": r must be an integer, got " + config["r"].dump());
+  if (config.contains("lora_alpha") && !config["lora_alpha"].is_number()) throw Error(configPath.string() + ": lora_alpha must be a number, got " + config["lora_alpha"].dump());
   options.rank = config.value("r", int64_t{8});
   options.alpha = config.value("lora_alpha", 8.0);
   options.dropout = config.value("lora_dropout", 0.0);
   if (options.rank < 1) throw Error(configPath.string() + ": r must be at least 1");
+  if (!std::isfinite(options.alpha) || options.alpha <= 0 || options.alpha / static_cast<double>(options.rank) > kMaxLoraScale) {
+    throw Error(configPath.string() + ": lora_alpha must be a finite number in (0, " + std::to_string(static_cast<int>(kMaxLoraScale)) + " * r]");
+  }
   if (config.contains("target_modules") && config["target_modules"].is_array()) options.targets = config["target_modules"].get<std::vector<std::string>>();
   if (config.contains("target_modules") && config["target_modules"].is_string()) options.targets = {config["target_modules"].get<std::string>()};
-  const TensorSource source = TensorSource::openFile((fs::path(dir) / "adapter_model.safetensors").string());
   const auto linears = decoderLinears(decoder);
+  for (const auto& target : options.targets) {
+    const bool known = target == "all-linear" || std::any_of(linears.begin(), linears.end(), [&](const auto& named) {
+      return named.first.substr(named.first.rfind('.') + 1) == target;
+    });
+    if (!known) throw Error(configPath.string() + ": target_modules names '" + target + "', which is no linear layer of this model's decoder");
+  }
+  const TensorSource source = TensorSource::openFile((fs::path(dir) / "adapter_model.safetensors").string());
   weights.a.resize(linears.size());
   weights.b.resize(linears.size());
   size_t found = 0;
@@ -115,6 +129,9 @@ LoraWeights readLoraAdapter(TextDecoder& decoder, const std::string& dir) {
     }
     weights.a[i] = loraA.to(at::kFloat).clone();
     weights.b[i] = loraB.to(at::kFloat).clone();
+    if (!at::isfinite(weights.a[i]).all().item<bool>() || !at::isfinite(weights.b[i]).all().item<bool>()) {
+      throw Error(source.fileOf(a) + ": adapter '" + name + "' holds NaN or infinite weights");
+    }
     ++found;
   }
   if (found == 0) throw Error(dir + ": adapter_model.safetensors holds no LoRA weights for this model's layers");

@@ -236,7 +236,7 @@ describe('pigg serve with two adapters', () => {
     const good = { image: imageOf(sample).toString('base64'), instruction: sample.instruction, user: 'u1' };
 
     await expectError(await post(ground, '{"image": "abc", '), 400, 'invalid_json', /not valid JSON/);
-    await expectError(await post(ground, 'hello', { headers: { 'content-type': 'text/plain' } }), 400, 'invalid_json', /not valid JSON/);
+    await expectError(await post(ground, 'hello', { headers: { 'content-type': 'text/plain' } }), 415, 'unsupported_media_type', /Content-Type: application\/json/);
     await expectError(await post(ground, '[1, 2]'), 400, 'invalid_body', /must be a JSON object, got an array/);
     await expectError(await post(ground, { instruction: 'Open settings' }), 400, 'missing_image', /no image/);
     await expectError(await post(ground, { ...good, image: Buffer.from('not an image at all').toString('base64') }), 400, 'invalid_image', /cannot decode image/);
@@ -290,7 +290,11 @@ describe('pigg serve with two adapters', () => {
     expect(await removed.json()).toEqual({ id: 'u3', object: 'adapter', deleted: true });
     await expectError(await fetch(`${adapters}/u3`, { method: 'DELETE' }), 404, 'model_not_found', /the model 'u3' does not exist/);
     await expectError(await post(`${server.url}/v1/chat/completions`, { model: 'u3', messages: chatMessages(sample) }), 404, 'model_not_found', /'u3' does not exist/);
-    await expectError(await post(adapters, { name: 'u4', path: join(work, 'nowhere') }), 400, 'invalid_adapter', /cannot load the adapter 'u4'/);
+    // Only folders under the adapter roots (here --adapters), and no answer names a server folder.
+    const outside = await expectError(await post(adapters, { name: 'u4', path: join(work, 'nowhere') }), 400, 'invalid_path', /under one of the server's adapter roots/);
+    expect(await expectError(await post(adapters, { name: 'u4', path: '../data' }), 400, 'invalid_path', /under one of/)).toEqual(outside);
+    const missing = await expectError(await post(adapters, { name: 'u4', path: 'nowhere' }), 400, 'invalid_path', /no adapter folder 'nowhere' under the adapter roots/);
+    expect(JSON.stringify([outside, missing])).not.toContain(work);
     await expectError(await post(adapters, { name: 'tiny', path: join(adaptersDir, 'u1') }), 400, 'invalid_name', /base model's name/);
     await expectError(await post(adapters, { path: join(adaptersDir, 'u1') }), 400, 'invalid_name', /name must be/);
     expect((await client.models.list()).data.map((m) => m.id)).toEqual(['tiny', 'u1', 'u2']);

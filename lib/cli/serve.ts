@@ -5,6 +5,7 @@ import { ANSWER_STYLES, type AnswerStyle } from '../data/parse.js';
 import { CONSTRAIN_OPTIONS, DEFAULT_MAX_BATCH, DEFAULT_MAX_NEW_TOKENS, type ConstrainOption } from '../grounding/grounder.js';
 import { PIGG_PIXELS } from '../processor/image.js';
 import { defaultImageWorkers } from '../processor/image-pool.js';
+import { DEFAULT_MAX_IMAGE_PIXELS } from '../grounding/validate.js';
 import { serve } from '../serve/serve.js';
 import { DEFAULT_HOST, DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_INSTRUCTION_LENGTH, DEFAULT_MAX_QUEUE, DEFAULT_PORT } from '../serve/server.js';
 import { action, choiceOption, integerOption } from './common.js';
@@ -37,7 +38,17 @@ interface ServeFlags {
   trainFrom: TrainFrom;
   feedbackLr?: number;
   feedbackEpochs?: number;
+  apiKey: string[];
+  adminKey: string[];
+  allowedHost: string[];
+  adapterRoot: string[];
+  maxImagePixels: number;
+  allowSvg: boolean;
 }
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+/** Keys from the environment: one, or several separated by commas (rotation). */
+const envKeys = (name: string) => (process.env[name] ?? '').split(',').map((k) => k.trim()).filter((k) => k !== '');
 
 /** A share in (0, 1). */
 function shareOption(flag: string): (value: string) => number {
@@ -77,8 +88,14 @@ export function register(program: Command): void {
     .option('--max-new-tokens <n>', 'generation budget per request (and the most a request may ask for)', integerOption('--max-new-tokens', 1), DEFAULT_MAX_NEW_TOKENS)
     .option('--min-pixels <n>', 'image min_pixels', integerOption('--min-pixels', 1), PIGG_PIXELS.minPixels)
     .option('--max-pixels <n>', "image max_pixels (PIGG's 1280*28*28 by default)", integerOption('--max-pixels', 1), PIGG_PIXELS.maxPixels)
-    .option('--image-workers <n>', 'worker threads decoding and resizing images (0: the main thread)', integerOption('--image-workers'), defaultImageWorkers())
+    .option('--image-workers <n>', 'worker threads decoding and resizing images (0: the main thread, where a large image stalls every request)', integerOption('--image-workers'), Math.max(1, defaultImageWorkers()))
     .option('--max-image-bytes <n>', 'bytes of a decoded image; more is 413', integerOption('--max-image-bytes', 1), DEFAULT_MAX_IMAGE_BYTES)
+    .option('--max-image-pixels <n>', 'pixels an image may declare (width x height), checked before decoding', integerOption('--max-image-pixels', 1), DEFAULT_MAX_IMAGE_PIXELS)
+    .option('--allow-svg', 'accept SVG images (off: an SVG declares any size and is rendered by a program)', false)
+    .option('--api-key <key>', 'clients must send Authorization: Bearer KEY (repeat for several; default PIGG_API_KEY, comma-separated)', collect, [])
+    .option('--admin-key <key>', 'key of adapter load/unload and the user routes (repeat for several; default PIGG_ADMIN_KEY)', collect, [])
+    .option('--allowed-host <name>', 'a Host header name to answer besides localhost/127.0.0.1/::1 (repeat; DNS-rebinding guard)', collect, [])
+    .option('--adapter-root <dir>', 'a folder POST /v1/adapters may load adapters from, besides --adapters (repeat)', collect, [])
     .option('--max-instruction-length <n>', 'characters of an instruction; more is 400', integerOption('--max-instruction-length', 1), DEFAULT_MAX_INSTRUCTION_LENGTH)
     .option('--drain-timeout <ms>', 'on SIGTERM, abort the requests still running after this many ms', integerOption('--drain-timeout'), 120_000)
     .option('--feedback <dir>', "learn from feedback: POST /v1/feedback stores users' taps in DIR, each user's LoRA trains beside inference and is promoted when better on the user's held-out taps; GET /v1/users/:id")
@@ -113,16 +130,23 @@ export function register(program: Command): void {
           maxImageBytes: flags.maxImageBytes,
           maxInstructionLength: flags.maxInstructionLength,
           drainTimeout: flags.drainTimeout,
+          access: {
+            apiKeys: flags.apiKey.length > 0 ? flags.apiKey : envKeys('PIGG_API_KEY'),
+            adminKeys: flags.adminKey.length > 0 ? flags.adminKey : envKeys('PIGG_ADMIN_KEY'),
+            allowedHosts: flags.allowedHost.length > 0 ? flags.allowedHost : undefined,
+          },
+          adapterRoots: flags.adapterRoot,
+          onWarning: (message) => log(`WARNING: ${message}`),
           grounder: {
             device: flags.device, dtype, threads: flags.threads, style: flags.style, constrain: flags.constrain, maxBatch: flags.maxBatch,
             maxNewTokens: flags.maxNewTokens, maxAdapterBytes: flags.maxAdapterBytes, imageWorkers: flags.imageWorkers,
             image: { minPixels: flags.minPixels, maxPixels: flags.maxPixels }, signal: loading.signal,
+            input: { maxImagePixels: flags.maxImagePixels, allowSvg: flags.allowSvg, maxInstructionLength: flags.maxInstructionLength },
           },
           onAdapter: (name, path) => log(`adapter ${name} from ${path}`),
           feedback: flags.feedback === undefined ? undefined : {
             dir: flags.feedback, minNewSamples: flags.trainAfter, holdout: flags.holdout, from: flags.trainFrom,
             overrides: { ...(flags.feedbackLr === undefined ? {} : { learningRate: flags.feedbackLr }), ...(flags.feedbackEpochs === undefined ? {} : { epochs: flags.feedbackEpochs }) },
-            maxInstructionLength: flags.maxInstructionLength,
             onEvent: (event) => {
               if (event.type === 'decision') {
                 const d = event.decision;

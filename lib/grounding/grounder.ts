@@ -20,6 +20,7 @@ import { QwenTokenizer } from '../processor/tokenizer.js';
 import { prefetched, sampleSpec } from '../experiments/inputs.js';
 import { abortError, Batcher, type BatchRow } from './batcher.js';
 import { answerGrammar, tokenBytes, type ConstrainStyle } from './grammar.js';
+import { InputChecker, type CheckedInput, type InputLimits } from './validate.js';
 import type { FeedbackInput } from '../personalize/store.js';
 import type { FeedbackReceipt } from '../personalize/personalizer.js';
 
@@ -65,6 +66,8 @@ export interface GrounderSettings {
    * Qwen3VL.setAdapterBudget); the others stay in host memory. Default: the engine's (no limit).
    */
   maxAdapterBytes?: number;
+  /** What a request's image and instruction may be (declared pixels, SVG, instruction length): lib/grounding/validate.ts. */
+  input?: InputLimits;
 }
 
 /** Engine load options (device, dtype, threads), `signal` (aborts the load) and `onProgress` (0..1 while loading). */
@@ -329,6 +332,8 @@ export class Grounder implements AsyncDisposable {
   readonly maxNewTokens: number;
   readonly maxBatch: number;
   readonly image: ImageProcessorOptions;
+  /** The checks every request's inputs pass before any pixel is decoded (and every feedback tap, see checkInput). */
+  readonly checker: InputChecker;
   private readonly images: ImageProcessor;
   private readonly batcher: Batcher<Prepared, GroundResult>;
   private readonly eosIds: ReadonlySet<number>;
@@ -338,6 +343,10 @@ export class Grounder implements AsyncDisposable {
   private feedbackHandler: ((input: FeedbackInput) => Promise<FeedbackReceipt>) | null = null;
   private closed: Promise<void> | null = null;
   private nextId = 0;
+  /** Adapters a running batch uses (name -> batches): removing one waits for them, so the batch never loses it. */
+  private readonly pins = new Map<string, number>();
+  /** Adapters removed while pinned: gone for new requests, unregistered from the engine when their last batch ends. */
+  private readonly removing = new Set<string>();
 
   private constructor(
     readonly model: Qwen3VL,
@@ -355,6 +364,7 @@ export class Grounder implements AsyncDisposable {
     this.maxNewTokens = positiveInteger('maxNewTokens', settings.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS);
     this.maxBatch = positiveInteger('maxBatch', settings.maxBatch ?? DEFAULT_MAX_BATCH);
     this.image = { ...PIGG_PIXELS, ...settings.image };
+    this.checker = new InputChecker(tokenizer, settings.input);
     this.images = settings.images ?? owned.pool?.process ?? processImage;
     this.eosIds = new Set(eosIds);
     this.onBatch = settings.onBatch;
@@ -368,8 +378,8 @@ export class Grounder implements AsyncDisposable {
 
   /** Loads a model folder (weights, tokenizer) and gets ready to ground. */
   static async load(dir: string, options: GrounderOptions = {}): Promise<Grounder> {
-    const { style, constrain, parser, sampling, image, maxNewTokens, maxBatch, images, imageWorkers, onBatch, maxAdapterBytes, ...load } = options;
-    const settings: GrounderSettings = { style, constrain, parser, sampling, image, maxNewTokens, maxBatch, images, imageWorkers, onBatch, maxAdapterBytes };
+    const { style, constrain, parser, sampling, image, maxNewTokens, maxBatch, images, imageWorkers, onBatch, maxAdapterBytes, input, ...load } = options;
+    const settings: GrounderSettings = { style, constrain, parser, sampling, image, maxNewTokens, maxBatch, images, imageWorkers, onBatch, maxAdapterBytes, input };
     // Settings are checked before minutes of loading.
     if (maxNewTokens !== undefined) positiveInteger('maxNewTokens', maxNewTokens);
     if (maxBatch !== undefined) positiveInteger('maxBatch', maxBatch);
@@ -409,6 +419,11 @@ export class Grounder implements AsyncDisposable {
     }
   }
 
+  /** Where this Grounder decodes and resizes images (its image pool's workers, when it has them). */
+  get imageProcessor(): ImageProcessor {
+    return this.images;
+  }
+
   /** Requests queued or running. */
   get pending(): number {
     return this.batcher.pending;
@@ -425,17 +440,14 @@ export class Grounder implements AsyncDisposable {
       if (typeof image !== 'string' && !(image instanceof Uint8Array)) {
         throw grounderError('INVALID_ARGUMENT', 'image must be a file path or the bytes of an encoded image (Buffer/Uint8Array)');
       }
-      if (typeof image === 'string' ? image.length === 0 : image.byteLength === 0) throw grounderError('INVALID_IMAGE', 'the image is empty');
-      if (typeof instruction !== 'string' || instruction.trim() === '') throw grounderError('INVALID_ARGUMENT', 'instruction must be a non-empty string');
+      this.checker.text(instruction, 'instruction');
       const adapter = this.adapterFor(options.user);
       const maxNewTokens = positiveInteger('maxNewTokens', options.maxNewTokens ?? this.maxNewTokens);
       this.grammars?.forBudget(maxNewTokens);
       const sampling = options.sampling === undefined ? this.sampling : resolveSampling(options.sampling);
       const id = `ground-${this.nextId++}`;
       const prepared = (async (): Promise<Prepared> => {
-        const processed = await this.images(image, this.image).catch((error: Error) => {
-          throw grounderError('INVALID_IMAGE', error.message, error);
-        });
+        const processed = await this.processChecked(image);
         const encoded = encodeSample(this.tokenizer, { id, images: [processed], prompt: buildInstructionPrompt(instruction, this.style) }, { mode: 'generate' });
         const { width, height } = processed.sourceSize;
         return { encoded, width, height, adapter, maxNewTokens, sampling, called, onText: options.onText };
@@ -444,6 +456,26 @@ export class Grounder implements AsyncDisposable {
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /**
+   * Checks a screenshot, an instruction and a referring text exactly as ground() would take them (the image's header,
+   * then the image processed as for inference, off this thread with an image pool) and answers the image's size.
+   * Feedback is checked with it before it is stored, so a stored tap never fails a training job on its inputs.
+   */
+  async checkInput(image: string | Uint8Array, instruction: string, referring: string | null): Promise<CheckedInput> {
+    this.live();
+    this.checker.texts(instruction, referring);
+    return (await this.processChecked(image)).sourceSize;
+  }
+
+  /** The image's header checked (declared pixels, aspect ratio, format), then decoded and resized. */
+  private async processChecked(image: string | Uint8Array) {
+    if (typeof image === 'string' ? image.length === 0 : image.byteLength === 0) throw grounderError('INVALID_IMAGE', 'the image is empty');
+    await this.checker.image(image);
+    return this.images(image, this.image).catch((error: Error) => {
+      throw grounderError('INVALID_IMAGE', error.message, error);
+    });
   }
 
   /**
@@ -494,18 +526,27 @@ export class Grounder implements AsyncDisposable {
   async addAdapter(name: string, path: string): Promise<AdapterInfo> {
     this.live();
     if (typeof name !== 'string' || name === '') throw grounderError('INVALID_ARGUMENT', 'an adapter name must be a non-empty string');
-    return this.model.registerAdapter(name, path);
+    const info = await this.model.registerAdapter(name, path);
+    this.removing.delete(name); // re-added while a batch still held the old one: it stays
+    return info;
   }
 
-  /** Unregisters an adapter; false when none had that name. Requests already running with it finish with it. */
+  /**
+   * Unregisters an adapter; false when none had that name. Requests queued for it fail (UNKNOWN_ADAPTER); a batch
+   * already running with it finishes with it, and the engine lets go of it when that batch ends.
+   */
   removeAdapter(name: string): boolean {
     this.live();
-    return this.model.unregisterAdapter(name);
+    if (this.removing.has(name)) return false;
+    if (!this.pins.has(name)) return this.model.unregisterAdapter(name);
+    const known = this.model.adapters().some((a) => a.name === name);
+    if (known) this.removing.add(name);
+    return known;
   }
 
   adapters(): AdapterInfo[] {
     this.live();
-    return this.model.adapters();
+    return this.model.adapters().filter((a) => !this.removing.has(a.name));
   }
 
   /**
@@ -592,6 +633,33 @@ export class Grounder implements AsyncDisposable {
     }
     const live = rows.flatMap((row, i) => (out[i] === null ? [{ row, i }] : []));
     if (live.length === 0) return out as Array<GroundResult | Error>;
+    const pinned = [...new Set(live.flatMap(({ row }) => (row.input.adapter === null ? [] : [row.input.adapter])))];
+    this.pin(pinned);
+    try {
+      return await this.runLive(live, out, signal);
+    } finally {
+      this.unpin(pinned);
+    }
+  }
+
+  private pin(names: readonly string[]): void {
+    for (const name of names) this.pins.set(name, (this.pins.get(name) ?? 0) + 1);
+  }
+
+  /** Lets go of a batch's adapters; one removed meanwhile leaves the engine with its last batch. */
+  private unpin(names: readonly string[]): void {
+    for (const name of names) {
+      const left = this.pins.get(name)! - 1;
+      if (left > 0) {
+        this.pins.set(name, left);
+        continue;
+      }
+      this.pins.delete(name);
+      if (this.removing.delete(name) && !this.disposed) this.model.unregisterAdapter(name);
+    }
+  }
+
+  private async runLive(live: Array<{ row: BatchRow<Prepared>; i: number }>, out: Array<GroundResult | Error | null>, signal: AbortSignal): Promise<Array<GroundResult | Error>> {
 
     const inputs: NamedTensors = toHostTensors(collate(live.map(({ row }) => row.input.encoded), 'left', this.tokenizer.padId));
     const options: GenerateOptions = { maxNewTokens: Math.max(...live.map(({ row }) => row.input.maxNewTokens)), signal };

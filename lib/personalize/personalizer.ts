@@ -26,7 +26,7 @@
 // per decision rather than K.
 import { existsSync } from 'node:fs';
 import { open, readdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import type { Sample } from '../data/types.js';
 import type { Trainer } from '../engine/trainer.js';
 import { scoreRecord } from '../experiments/predict.js';
@@ -36,7 +36,6 @@ import { summarize } from '../experiments/results.js';
 import { planSteps } from '../experiments/train.js';
 import type { Grounder } from '../grounding/grounder.js';
 import type { ImageProcessor } from '../processor/image-pool.js';
-import { processImage } from '../processor/image.js';
 import { fsyncDir, mkdirDurable, renameDurable, writeFileDurable } from './durable.js';
 import { JsonlLog } from './jsonl.js';
 import { checkUser, feedbackError, FeedbackStore, type FeedbackInput } from './store.js';
@@ -74,10 +73,8 @@ export interface PersonalizerOptions {
   evalBatch?: number;
   /** Train when a user reaches minNewSamples (default true); false: only train() starts jobs. */
   auto?: boolean;
-  /** Where training images are decoded and resized (an ImagePool's process); default this thread. */
+  /** Where training images are decoded and resized (an ImagePool's process); default the Grounder's. */
   images?: ImageProcessor;
-  /** Characters of an instruction (default 2000). */
-  maxInstructionLength?: number;
   /** Progress and decisions, for logs. */
   onEvent?: (event: PersonalizerEvent) => void;
 }
@@ -133,6 +130,11 @@ export interface Decision {
   /** The job was begun by an earlier process and redone after a restart. */
   resumed?: boolean;
   error?: string;
+  /**
+   * A failed job's samples that fail the Grounder's input checks or cannot be made into a training batch (stored by
+   * an older version, or edited on disk), by id with the reason: left out of every later job of the user.
+   */
+  quarantined?: Array<{ id: string; reason: string }>;
 }
 
 /** adapters/<user>/current.json. */
@@ -170,6 +172,8 @@ export interface UserStatus {
   /** The current job's progress when training this user. */
   job: JobProgress | null;
   lastDecision: Decision | null;
+  /** Ids of the user's samples quarantined after a failed job (never trained on again). */
+  quarantined: string[];
 }
 
 export interface JobProgress {
@@ -259,6 +263,8 @@ export class Personalizer {
   private readonly pointers = new Map<string, CurrentPointer>();
   private readonly trainedThrough = new Map<string, number>();
   private readonly lastDecisions = new Map<string, Decision>();
+  /** Per user, the ids of samples quarantined (Decision.quarantined). */
+  private readonly quarantined = new Map<string, Set<string>>();
   private job: JobProgress | null = null;
   /** The job taken off the queue, from then until its decision (job is its progress once it has begun). */
   private active: Job | null = null;
@@ -282,7 +288,8 @@ export class Personalizer {
     this.lora = options.lora ?? { ...PIGG_LORA };
     this.auto = options.auto ?? true;
     this.evalBatch = options.evalBatch ?? options.grounder.maxBatch;
-    this.images = options.images ?? processImage;
+    // The Grounder's image workers by default: training images are not decoded on the event loop either.
+    this.images = options.images ?? options.grounder.imageProcessor;
     this.onEvent = options.onEvent;
   }
 
@@ -319,7 +326,9 @@ export class Personalizer {
     const lock = await takeLock(options.dir);
     let personalizer: Personalizer;
     try {
-      const { store, repaired } = await FeedbackStore.open(join(options.dir, 'users'), { maxInstructionLength: options.maxInstructionLength });
+      // Taps are checked by the Grounder that answers them: what it would refuse to ground is never stored.
+      const grounder = options.grounder;
+      const { store, repaired } = await FeedbackStore.open(join(options.dir, 'users'), { check: (image, instruction, referring) => grounder.checkInput(image, instruction, referring) });
       const { log, repaired: logRepaired } = await JsonlLog.open<Decision>(join(options.dir, 'decisions.jsonl'));
       personalizer = new Personalizer(options, store, log, lock);
       for (const [user, bytes] of Object.entries(repaired)) personalizer.emit({ type: 'warning', message: `users/${user}/manifest.jsonl: cut off a torn last line (${bytes} bytes)` });
@@ -343,8 +352,16 @@ export class Personalizer {
   }
 
   private async restore(): Promise<void> {
+    // Users and adapters share one namespace (a request's `user` names either): an adapter added before the
+    // Personalizer opened (pigg serve --adapters) under a user's id is an error, not a silent replacement.
+    const own = (a: { name: string; path: string }) => resolve(a.path).startsWith(resolve(this.adaptersDir(a.name)) + sep);
+    const taken = this.grounder.adapters().filter((a) => !own(a) && (this.store.has(a.name) || existsSync(this.adaptersDir(a.name)))).map((a) => a.name);
+    if (taken.length > 0) {
+      throw feedbackError('INVALID_ARGUMENT', 'adapters', `${taken.map((n) => `'${n}'`).join(', ')} ${taken.length === 1 ? 'is' : 'are'} both an adapter served and a feedback user of ${this.dir}; rename the adapter folder (users and adapters share one namespace)`);
+    }
     for (const decision of this.log.all()) {
       this.lastDecisions.set(decision.user, decision);
+      this.noteQuarantined(decision);
       if (decision.decision !== 'rollback' && decision.samples) this.trainedThrough.set(decision.user, decision.samples.total);
     }
     const adapters = join(this.dir, 'adapters');
@@ -416,15 +433,27 @@ export class Personalizer {
   /** Stores a tap durably and queues the user's training when enough new samples came in. */
   async feedback(input: FeedbackInput): Promise<FeedbackReceipt> {
     if (this.stop.signal.aborted) throw feedbackError('INVALID_ARGUMENT', 'feedback', 'the personalizer was closed');
-    if (typeof input === 'object' && input !== null && input.user === this.grounder.modelName) {
-      throw feedbackError('INVALID_ARGUMENT', 'user', `user '${input.user}' is the base model's name; users name their adapters, so choose another id`);
-    }
+    if (typeof input === 'object' && input !== null) this.checkNamespace(input.user);
     const stored = await this.store.append(input);
     const { user } = stored.sample;
     const now = new Date().toISOString();
     this.emit({ type: 'feedback', user, index: stored.index, pending: this.pending(user) });
     if (this.auto) this.maybeQueue(user, now);
     return { id: stored.sample.id, user, index: stored.index, samples: stored.count, pending: this.pending(user), scheduled: this.scheduled(user) };
+  }
+
+  /**
+   * A user id must not name the base model or an adapter that is not this Personalizer's (from --adapters or POST
+   * /v1/adapters): a request's `user` names either, and a tap would otherwise switch that adapter's clients to the
+   * base model. The adapter clash carries `conflict` (409).
+   */
+  private checkNamespace(user: unknown): void {
+    if (typeof user !== 'string') return;
+    if (user === this.grounder.modelName) throw feedbackError('INVALID_ARGUMENT', 'user', `user '${user}' is the base model's name; users name their adapters, so choose another id`);
+    if (!this.knows(user) && this.grounder.adapters().some((a) => a.name === user)) {
+      const message = `user '${user}' is the name of an adapter this server serves; users and adapters share one namespace, so choose another id`;
+      throw Object.assign(feedbackError('INVALID_ARGUMENT', 'user', message), { conflict: true });
+    }
   }
 
   private scheduled(user: string): boolean {
@@ -479,6 +508,7 @@ export class Personalizer {
       queued: index < 0 ? null : index,
       job: this.job?.user === user ? { ...this.job } : null,
       lastDecision: this.lastDecisions.get(user) ?? null,
+      quarantined: this.quarantinedSamples(user),
     };
   }
 
@@ -612,9 +642,40 @@ export class Personalizer {
     return run;
   }
 
+  private noteQuarantined(decision: Decision): void {
+    if (!decision.quarantined?.length) return;
+    let ids = this.quarantined.get(decision.user);
+    if (!ids) this.quarantined.set(decision.user, (ids = new Set()));
+    for (const { id } of decision.quarantined) ids.add(id);
+  }
+
+  /** Samples quarantined for the user (ids). */
+  quarantinedSamples(user: string): string[] {
+    return [...(this.quarantined.get(user) ?? [])];
+  }
+
+  /**
+   * After a failed job: each of its samples checked alone, as inference checks it and as training prepares it.
+   * Those that fail are the job's poison; the others are fine (the failure had another cause).
+   */
+  private async findPoisoned(user: string, samples: readonly Sample[], settings: PromptSettings): Promise<Array<{ id: string; reason: string }>> {
+    const dir = this.store.userDir(user);
+    const poisoned: Array<{ id: string; reason: string }> = [];
+    for (const sample of samples) {
+      try {
+        await this.grounder.checkInput(join(dir, sample.image), sample.instruction, sample.referring ?? null);
+        await modelBatch(this.grounder.tokenizer, [sample], dir, settings, this.config.labels, this.images);
+      } catch (error) {
+        poisoned.push({ id: sample.id, reason: (error as Error).message });
+      }
+    }
+    return poisoned;
+  }
+
   private async record(decision: Decision): Promise<void> {
     await this.log.append(decision);
     this.lastDecisions.set(decision.user, decision);
+    this.noteQuarantined(decision);
     if (decision.decision !== 'rollback' && decision.samples) this.trainedThrough.set(decision.user, decision.samples.total);
     this.emit({ type: 'decision', decision });
   }
@@ -630,8 +691,9 @@ export class Personalizer {
     const startedAt = new Date().toISOString();
     const started = performance.now();
     const total = this.store.count(user);
-    const samples = this.store.samples(user, total);
-    const split = timeSplit(total, this.holdout, this.minHoldout);
+    const left = this.quarantined.get(user);
+    const samples = this.store.samples(user, total).filter((sample) => !left?.has(sample.id));
+    const split = timeSplit(samples.length, this.holdout, this.minHoldout);
     if (split.train < 1) return;
     const current = this.pointers.get(user) ?? null;
     const continued = this.from === 'current' && current?.version != null ? current : null;
@@ -733,14 +795,21 @@ export class Personalizer {
       await fsyncDir(join(this.dir, 'jobs'));
     } catch (error) {
       if (signal.aborted) throw error; // closed: the marker stays, the next open redoes the job
+      const poisoned = await this.findPoisoned(user, [...trainSamples, ...holdoutSamples], settings).catch(() => []);
       const now = new Date();
       await this.record({
         ...base, time: now.toISOString(), decision: 'failed', version: this.pointers.get(user)?.version ?? null,
         error: (error as Error).message, training: training(trainSeconds || (performance.now() - started) / 1000),
         finished_at: now.toISOString(), seconds: (now.getTime() - Date.parse(job.queuedAt)) / 1000,
+        ...(poisoned.length > 0 ? { quarantined: poisoned } : {}),
       });
       await rm(this.jobFile(user), { force: true });
       await rm(candidateDir, { recursive: true, force: true });
+      if (poisoned.length > 0) {
+        this.emit({ type: 'warning', message: `user ${user}: quarantined ${poisoned.length} sample(s) that cannot be trained on (${poisoned.map((p) => p.id).join(', ')}); training again without them` });
+        // Each retry leaves out at least one more sample, so this ends.
+        if (!this.queue.some((j) => j.user === user)) this.queue.push({ user, queuedAt: now.toISOString(), resumed: false });
+      }
       throw error;
     } finally {
       trainer?.dispose();

@@ -25,17 +25,18 @@ const isObject = (value: unknown): value is Record<string, unknown> => typeof va
 
 /** A FeedbackError (store and personalizer checks) as a 400 naming its field; anything else as it is. */
 function apiError(error: unknown): unknown {
-  const e = error as FeedbackError & { notFound?: boolean };
+  const e = error as FeedbackError & { notFound?: boolean; conflict?: boolean };
   if ((e?.code === 'INVALID_ARGUMENT' || e?.code === 'INVALID_IMAGE') && typeof e.param === 'string') {
     if (e.notFound) return new ApiError(404, 'version_not_found', e.message, e.param);
+    if (e.conflict) return new ApiError(409, 'name_taken', e.message, e.param);
     return badRequest(e.code === 'INVALID_IMAGE' ? 'invalid_image' : `invalid_${e.param.replace(/\W+/g, '_')}`, e.message, e.param);
   }
   return error;
 }
 
 function userObject(status: UserStatus): Record<string, unknown> {
-  const { user, samples, pending, version, adapter, metrics, versions, training, queued, job, lastDecision } = status;
-  return { id: user, object: 'user', samples, pending, version, adapter, metrics, versions, training, queued, job, last_decision: lastDecision };
+  const { user, samples, pending, version, adapter, metrics, versions, training, queued, job, lastDecision, quarantined } = status;
+  return { id: user, object: 'user', samples, pending, version, adapter, metrics, versions, training, queued, job, last_decision: lastDecision, quarantined };
 }
 
 export function registerFeedbackRoutes(app: FastifyInstance, personalizer: ServedPersonalizer, limits: { maxImageBytes: number }): void {

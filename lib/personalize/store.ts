@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { INFO_FILE, MANIFEST_FILE, readManifest, sampleToJsonLine, validateSample } from '../data/manifest.js';
 import type { DatasetInfo, Sample } from '../data/types.js';
 import { decodeImage } from '../processor/image.js';
+import { DEFAULT_MAX_INSTRUCTION_LENGTH, InputChecker, type InputCheck } from '../grounding/validate.js';
 import { appendLineDurable, mkdirDurable, removeTempFiles, repairTail, writeFileDurable } from './durable.js';
 
 /** One tap a user made (or confirmed) on a screenshot: what the model should have answered. */
@@ -51,7 +52,7 @@ export function feedbackError(code: FeedbackErrorCode, param: string, message: s
 }
 
 export const USER_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/;
-export const DEFAULT_MAX_INSTRUCTION_LENGTH = 2000;
+export { DEFAULT_MAX_INSTRUCTION_LENGTH };
 const MAX_REFERRING_LENGTH = 200;
 
 /** Checks a user id (it names a folder and an adapter); throws a FeedbackError naming `param`. */
@@ -95,14 +96,14 @@ export interface OpenedStore {
 export class FeedbackStore {
   private readonly users = new Map<string, UserState>();
 
-  private constructor(readonly root: string, readonly maxInstructionLength: number) {}
+  private constructor(readonly root: string, private readonly checkInput: InputCheck) {}
 
   /**
    * Opens (or creates) a store: every user's manifest is read and validated, a torn last line cut off, temp files
    * of killed writes removed.
    */
-  static async open(root: string, options: { maxInstructionLength?: number } = {}): Promise<OpenedStore> {
-    const store = new FeedbackStore(root, options.maxInstructionLength ?? DEFAULT_MAX_INSTRUCTION_LENGTH);
+  static async open(root: string, options: { maxInstructionLength?: number; check?: InputCheck } = {}): Promise<OpenedStore> {
+    const store = new FeedbackStore(root, options.check ?? decodingCheck(options.maxInstructionLength ?? DEFAULT_MAX_INSTRUCTION_LENGTH));
     await mkdirDurable(root);
     const repaired: Record<string, number> = {};
     const entries = await readdir(root, { withFileTypes: true });
@@ -165,10 +166,6 @@ export class FeedbackStore {
     const user = checkUser(input.user);
     const { instruction, tap } = input;
     if (typeof instruction !== 'string' || instruction.trim() === '') throw feedbackError('INVALID_ARGUMENT', 'instruction', 'instruction must be a non-empty string');
-    if (instruction.length > this.maxInstructionLength) {
-      throw feedbackError('INVALID_ARGUMENT', 'instruction', `the instruction is ${instruction.length} characters, over the limit of ${this.maxInstructionLength}`);
-    }
-    if (instruction.includes('\u0000')) throw feedbackError('INVALID_ARGUMENT', 'instruction', 'the instruction holds a NUL character');
     const referring = input.referring ?? null;
     if (referring !== null && (typeof referring !== 'string' || referring.trim() === '' || referring.length > MAX_REFERRING_LENGTH || /[\n`]/.test(referring))) {
       throw feedbackError('INVALID_ARGUMENT', 'referring', `referring must be null or a non-empty string of at most ${MAX_REFERRING_LENGTH} characters without newlines or backticks`);
@@ -196,12 +193,14 @@ export class FeedbackStore {
     if (bytes.byteLength === 0) throw feedbackError('INVALID_IMAGE', 'image', 'the image is empty');
     const ext = imageExtension(bytes);
     if (ext === null) throw feedbackError('INVALID_IMAGE', 'image', 'the image is not PNG, JPEG, WebP, GIF, TIFF, AVIF or HEIF (unknown leading bytes)');
-    // Decoded as the processor decodes it (EXIF orientation applied), so width and height are the pixels taps refer to.
+    // Checked and decoded as inference takes it (EXIF orientation applied), so width and height are the pixels taps
+    // refer to, and a tap stored never fails training on its inputs.
     let width: number;
     let height: number;
     try {
-      ({ width, height } = await decodeImage(bytes));
+      ({ width, height } = await this.checkInput(bytes, instruction, referring));
     } catch (error) {
+      if (typeof (error as Partial<FeedbackError>).param === 'string') throw error;
       throw feedbackError('INVALID_IMAGE', 'image', (error as Error).message, error);
     }
     if (tap.x < 0 || tap.x >= width) throw feedbackError('INVALID_ARGUMENT', 'tap.x', `tap.x ${tap.x} is outside the image: its width is ${width} pixels (0 <= x < ${width})`);
@@ -249,4 +248,15 @@ export class FeedbackStore {
   async manifestBytes(user: string): Promise<number> {
     return stat(join(this.root, checkUser(user), MANIFEST_FILE)).then((s) => s.size, () => 0);
   }
+}
+
+/** The check of a store opened without a model: the shared header and text checks, then the image decoded. */
+function decodingCheck(maxInstructionLength: number): InputCheck {
+  const checker = new InputChecker(null, { maxInstructionLength });
+  return async (image, instruction, referring) => {
+    checker.texts(instruction, referring);
+    await checker.image(image);
+    const { width, height } = await decodeImage(image);
+    return { width, height };
+  };
 }

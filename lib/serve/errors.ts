@@ -30,7 +30,7 @@ const FASTIFY_CODES: Record<string, { code: string; message?: (error: Error) => 
   FST_ERR_CTP_INVALID_JSON_BODY: { code: 'invalid_json' },
   FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'invalid_json', message: () => 'the request body is empty; send a JSON object' },
   FST_ERR_CTP_BODY_TOO_LARGE: { code: 'body_too_large' },
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'unsupported_media_type' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'unsupported_media_type', message: (e) => `${e.message}: send the body as JSON with Content-Type: application/json` },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'invalid_content_length' },
 };
 
@@ -44,7 +44,7 @@ export function toApiError(error: unknown, bodyLimit: number): ApiError {
     case 'INVALID_IMAGE':
       return new ApiError(400, 'invalid_image', e.message, 'image');
     case 'INVALID_ARGUMENT':
-      return new ApiError(400, 'invalid_argument', e.message);
+      return new ApiError(400, 'invalid_argument', e.message, (e as { param?: string }).param ?? null);
     case 'GROUNDER_DISPOSED':
       return new ApiError(503, 'shutting_down', 'the server is shutting down');
     default:

@@ -31,9 +31,6 @@ export interface ChatCall extends GroundCall {
   sampling?: SamplingOptions | null;
 }
 
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-const BASE64URL = /^[A-Za-z0-9_-]*={0,2}$/;
-
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
@@ -53,15 +50,19 @@ export function decodeImage(value: unknown, param: string, maxBytes: number): Bu
   } else if (/^(https?|file):/i.test(value)) {
     throw badRequest('invalid_image', `${param} is a URL; this server does not fetch images: send the image itself as a data URI (data:image/png;base64,...)`, param);
   }
-  data = data.replace(/\s+/g, '');
+  if (/\s/.test(data)) data = data.replace(/\s+/g, '');
   if (data.length === 0) throw badRequest('missing_image', `no image: ${param} holds no data`, param);
-  if (!BASE64.test(data) && !BASE64URL.test(data)) throw badRequest('invalid_image', `${param} is not valid base64`, param);
   const padding = data.endsWith('==') ? 2 : data.endsWith('=') ? 1 : 0;
-  const bytes = Math.floor((data.length * 3) / 4) - padding;
+  const chars = data.length - padding;
+  const bytes = Math.floor((chars * 3) / 4);
   if (bytes > maxBytes) {
     throw new ApiError(413, 'image_too_large', `the image is ${bytes} bytes, over the limit of ${maxBytes} bytes`, param);
   }
-  return Buffer.from(data, BASE64.test(data) ? 'base64' : 'base64url');
+  // Node's decoder takes both alphabets (+/ and -_) and skips any other character: the data is valid base64 when
+  // nothing was skipped. Native, one pass: a regular expression took ~0.4 s of the event loop on a 25 MB image.
+  const decoded = Buffer.from(data, 'base64');
+  if (chars % 4 === 1 || decoded.byteLength !== bytes) throw badRequest('invalid_image', `${param} is not valid base64`, param);
+  return decoded;
 }
 
 function instructionOf(value: unknown, param: string, limits: RequestLimits): string {

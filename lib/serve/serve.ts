@@ -4,6 +4,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Grounder, type GrounderOptions } from '../grounding/grounder.js';
 import { Personalizer, type PersonalizerOptions } from '../personalize/personalizer.js';
+import { defaultImageWorkers } from '../processor/image-pool.js';
 import { ServeMetrics } from './metrics.js';
 import { startServer, type RunningServer, type ServerOptions } from './server.js';
 
@@ -41,7 +42,10 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   const { model, adapters, grounder: grounderOptions, onAdapter, feedback, ...server } = options;
   const folders = adapters === undefined ? [] : adapterFolders(adapters);
   const metrics = new ServeMetrics();
-  const grounder = await Grounder.load(model, { ...grounderOptions, onBatch: metrics.onBatch });
+  // At least one image worker: decoding and resizing a screenshot on the event loop would stall /health and every
+  // other request for as long as it takes.
+  const imageWorkers = grounderOptions?.imageWorkers ?? Math.max(1, defaultImageWorkers());
+  const grounder = await Grounder.load(model, { ...grounderOptions, imageWorkers, onBatch: metrics.onBatch });
   let personalizer: Personalizer | null = null;
   try {
     for (const { name, path } of folders) {
@@ -51,9 +55,11 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       });
       onAdapter?.(name, path);
     }
-    // After the --adapters folders: a user's promoted version replaces a same-named folder.
+    // After the --adapters folders: a feedback user named like one of them is an error (one namespace).
     personalizer = feedback ? await Personalizer.open({ ...feedback, grounder }) : null;
-    const running = await startServer({ ...server, grounder, metrics, personalizer: personalizer ?? undefined });
+    // The --adapters folder is where POST /v1/adapters may load from too, beside the roots given.
+    const adapterRoots = [...(adapters === undefined ? [] : [adapters]), ...(server.adapterRoots ?? [])];
+    const running = await startServer({ ...server, adapterRoots, grounder, metrics, personalizer: personalizer ?? undefined });
     let stopped: Promise<void> | null = null;
     return Object.assign(running, {
       grounder,

@@ -13,7 +13,10 @@ import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { AdapterInfo } from '../engine/model.js';
 import type { Grounder, GroundResult } from '../grounding/grounder.js';
+import { registerAccess, type AccessOptions } from './access.js';
+import { AdapterRoots } from './adapter-roots.js';
 import { ApiError, badRequest, toApiError } from './errors.js';
+import { registerBodyLimits } from './limits.js';
 import { ServeMetrics } from './metrics.js';
 import { parseChatRequest, parseGroundRequest, type ChatCall, type RequestLimits } from './requests.js';
 import { registerFeedbackRoutes, servedUser, type ServedPersonalizer } from '../personalize/routes.js';
@@ -57,6 +60,14 @@ export interface ServerOptions {
   drainTimeout?: number;
   /** The device the model is on, for the device-memory gauge (default: grounder.model.info().device). */
   device?: string;
+  /** API keys, admin keys and the Host allow-list (lib/serve/access.ts); default none: open, for loopback. */
+  access?: AccessOptions;
+  /** Folders POST /v1/adapters may load from (default none: loading at run time is off). */
+  adapterRoots?: readonly string[];
+  /** Nesting depth of a JSON body (default 32). */
+  maxJsonDepth?: number;
+  /** Where the warning about a server open to the network goes (default process.emitWarning). */
+  onWarning?: (message: string) => void;
 }
 
 export interface RunningServer {
@@ -80,8 +91,9 @@ function modelObject(id: string, created: number, parent: string | null): Record
   return { id, object: 'model', created, owned_by: OWNER, ...(parent ? { parent, root: parent } : { root: id }) };
 }
 
-function adapterObject(info: AdapterInfo): Record<string, unknown> {
-  return { id: info.name, object: 'adapter', ...info };
+/** An adapter as clients see it: its folder relative to an adapter root, never the server's own path. */
+function adapterObject(info: AdapterInfo, roots: AdapterRoots): Record<string, unknown> {
+  return { id: info.name, object: 'adapter', ...info, path: roots.show(info.path) };
 }
 
 /** The answer in the OpenAI chat.completion shape, with the grounding itself beside it. */
@@ -120,17 +132,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   /** Aborts of the grounding requests running, for a drain that times out. */
   const running = new Set<AbortController>();
 
-  const app = Fastify({ bodyLimit, logger: false, return503OnClosing: true });
+  const adapterRoots = new AdapterRoots(options.adapterRoots ?? []);
 
-  // Any content type is read as JSON: a body that is not JSON is a 400 with one message, whatever its header says.
-  app.removeContentTypeParser('text/plain');
-  app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
-    try {
-      done(null, JSON.parse(body as string));
-    } catch (error) {
-      done(badRequest('invalid_json', `the request body is not valid JSON (${(error as Error).message})`), undefined);
-    }
-  });
+  const app = Fastify({ bodyLimit, logger: false, return503OnClosing: true });
+  registerBodyLimits(app, { bodyLimit, maxJsonDepth: options.maxJsonDepth });
+  registerAccess(app, options.access ?? {}, host, options.onWarning);
 
   app.addHook('onRequest', async (request, reply) => {
     const begun = performance.now();
@@ -154,7 +160,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       reply.raw.destroy();
       return;
     }
-    const api = toApiError(error, bodyLimit);
+    const api = toApiError(error, request.routeOptions.bodyLimit ?? bodyLimit);
     for (const [k, v] of Object.entries(api.headers)) reply.header(k, v);
     void reply.code(api.status).send(api.body());
   });
@@ -231,7 +237,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     return found;
   });
 
-  app.get('/v1/adapters', async () => ({ object: 'list', data: grounder.adapters().map(adapterObject) }));
+  app.get('/v1/adapters', async () => ({ object: 'list', data: grounder.adapters().map((a) => adapterObject(a, adapterRoots)) }));
 
   app.post('/v1/adapters', async (request, reply) => {
     const body = request.body as Record<string, unknown> | null;
@@ -240,15 +246,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     if (typeof name !== 'string' || name === '') throw badRequest('invalid_name', 'name must be a non-empty string', 'name');
     if (!/^[\w.:@-]{1,128}$/.test(name)) throw badRequest('invalid_name', `name '${name}' may hold only letters, digits and _ . : @ - (at most 128)`, 'name');
     if (name === grounder.modelName) throw badRequest('invalid_name', `'${name}' is the base model's name; choose another adapter name`, 'name');
+    if (options.personalizer?.knows(name)) {
+      throw new ApiError(409, 'name_taken', `'${name}' is a feedback user's id (its adapter is trained and promoted from feedback); choose another adapter name`, 'name');
+    }
     if (typeof path !== 'string' || path === '') throw badRequest('invalid_path', 'path must be the adapter folder on the server (adapter_config.json + adapter_model.safetensors)', 'path');
+    const folder = adapterRoots.resolve(path);
     let info: AdapterInfo;
     try {
-      info = await grounder.addAdapter(name, path);
+      info = await grounder.addAdapter(name, folder);
     } catch (error) {
-      throw badRequest('invalid_adapter', `cannot load the adapter '${name}' from ${path}: ${(error as Error).message}`, 'path');
+      throw badRequest('invalid_adapter', `cannot load the adapter '${name}' from ${adapterRoots.show(folder)}: ${adapterRoots.redact((error as Error).message)}`, 'path');
     }
     adapterCreated.set(name, Math.floor(Date.now() / 1000));
-    return reply.code(201).send(adapterObject(info));
+    return reply.code(201).send(adapterObject(info, adapterRoots));
   });
 
   app.delete<{ Params: { name: string } }>('/v1/adapters/:name', async (request) => {
