@@ -30,8 +30,9 @@ export { loadScreenSpot, loadScreenSpotPro } from './data/screenspot.js';
 export { writeSynthDataset } from './data/synth/index.js';
 
 export { runEval, runTrainGlobal, runPersonalize, type ProgressEvent } from './experiments/runs.js';
-export { predict, scoreRecord } from './experiments/predict.js';
-export { PIGG_EXACT, type PromptSettings, type Decoding } from './experiments/inputs.js';
+export { predict } from './experiments/predict.js';
+export { scoreRecord, type EvalRecord } from './data/records.js';
+export { PIGG_EXACT, type PromptSettings, type Decoding } from './processor/inputs.js';
 export { Grounder, CONSTRAIN_OPTIONS, DEFAULT_MAX_BATCH, DEFAULT_MAX_NEW_TOKENS, longestAnswerBytes } from './grounding/grounder.js';
 export { answerGrammar, tokenBytes, allowedTokens, advanceState } from './grounding/grammar.js';
 export type { ConstrainStyle, CompiledGrammar, TokenBytes } from './grounding/grammar.js';
@@ -40,8 +41,7 @@ export { startServer, type ServerOptions, type RunningServer, type ServedGrounde
 export type { GrounderOptions, GrounderSettings, GroundOptions, GroundResult, GroundSamplesOptions, BatchStats, ConstrainOption, GrounderError, GrounderErrorCode } from './grounding/grounder.js';
 export { trainRun } from './experiments/train.js';
 export { runDemo } from './experiments/demo.js';
-export { PRESETS, PIGG_LORA, type TrainConfig } from './experiments/presets.js';
-export type { EvalRecord } from './experiments/results.js';
+export { PRESETS, PIGG_LORA, type TrainConfig } from './training/presets.js';
 export { writeReport } from './report/html.js';
 export { visualizeRun, visualizeRecords } from './report/visualize.js';
 export { Personalizer, FeedbackStore, isBetter, timeSplit, type PersonalizerOptions, type PersonalizerEvent, type Decision, type HeldOutMetrics, type UserStatus, type FeedbackInput, type FeedbackReceipt } from './personalize/index.js';

@@ -10,8 +10,8 @@ import { parseUserSpec } from '../lib/data/manifest.js';
 import { toGrid } from '../lib/data/metrics.js';
 import type { Point, Sample } from '../lib/data/types.js';
 import { DEMO, demoSamples } from '../lib/experiments/demo.js';
-import { PRESETS } from '../lib/experiments/presets.js';
-import { planSteps } from '../lib/experiments/train.js';
+import { PRESETS } from '../lib/training/presets.js';
+import { planSteps } from '../lib/training/loop.js';
 
 const grid = (s: Sample, p: Point): Point => ({ x: toGrid(p.x, s.width), y: toGrid(p.y, s.height) });
 const hit = (a: Point, b: Point) => Math.hypot(a.x - b.x, a.y - b.y) <= 140;

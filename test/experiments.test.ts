@@ -11,9 +11,9 @@ import { writeSynthDataset } from '../lib/data/synth/index.js';
 import { initRandomModel } from '../lib/engine/configs.js';
 import { kFolds } from '../lib/data/folds.js';
 import { runEval, runPersonalize, runTrainGlobal } from '../lib/experiments/runs.js';
-import { summarize, type EvalRecord } from '../lib/experiments/results.js';
+import { summarize, type EvalRecord } from '../lib/data/records.js';
 import { userSummary, type FoldMetrics } from '../lib/data/metrics.js';
-import type { PromptSettings } from '../lib/experiments/inputs.js';
+import type { PromptSettings } from '../lib/processor/inputs.js';
 
 const root = resolve(import.meta.dirname, '..');
 const cli = join(root, 'dist', 'cli', 'index.js');

@@ -13,7 +13,7 @@ import { writeSynthDataset } from '../lib/data/synth/index.js';
 import type { Sample } from '../lib/data/types.js';
 import { initRandomModel } from '../lib/engine/configs.js';
 import { Qwen3VL, type GenerateResult } from '../lib/engine/model.js';
-import { modelBatch, type PromptSettings } from '../lib/experiments/inputs.js';
+import { modelBatch, type PromptSettings } from '../lib/processor/inputs.js';
 import { predict } from '../lib/experiments/predict.js';
 import { runTrainGlobal } from '../lib/experiments/runs.js';
 import { Grounder, longestAnswerBytes, type BatchStats, type GroundResult } from '../lib/grounding/grounder.js';

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImagePool } from '../lib/processor/image-pool.js';
 import { PIGG_PIXELS, processImage } from '../lib/processor/image.js';
 import { readSafetensors } from '../lib/safetensors.js';
-import { prefetched } from '../lib/experiments/inputs.js';
+import { prefetched } from '../lib/util/prefetch.js';
 
 const DIR = fileURLToPath(new URL('./fixtures/qwen3vl-tiny/preprocess/', import.meta.url));
 const expected = readSafetensors(join(DIR, 'expected.safetensors'));

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { PIGG_EXACT } from '../lib/experiments/inputs.js';
+import { PIGG_EXACT } from '../lib/processor/inputs.js';
 import { decodeImage, PIGG_EFFECTIVE_PIXELS, PIGG_PIXELS, processImage, type RgbImage } from '../lib/processor/image.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/torchvision-resize/expected.json', import.meta.url));

@@ -4,8 +4,8 @@ import { ANSWER_STYLES, PARSERS, type AnswerStyle, type ParserName } from '../da
 import { PIGG_EFFECTIVE_PIXELS, PIGG_PIXELS, RESAMPLERS, type Resampler } from '../processor/image.js';
 import { defaultImageWorkers } from '../processor/image-pool.js';
 import type { LoadOptions } from '../engine/model.js';
-import { DECODINGS, PIGG_EXACT, type PromptSettings } from '../experiments/inputs.js';
-import { PRESET_NAMES, type PresetName, type TrainConfig } from '../experiments/presets.js';
+import { DECODINGS, PIGG_EXACT, type PromptSettings } from '../processor/inputs.js';
+import { PRESET_NAMES, type PresetName, type TrainConfig } from '../training/presets.js';
 import { runEval, runPersonalize, runTrainGlobal } from '../experiments/runs.js';
 import { CONSTRAIN_OPTIONS, type ConstrainOption } from '../grounding/grounder.js';
 import { action, choiceOption, integerOption } from './common.js';

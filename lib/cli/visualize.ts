@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { visualizeRun } from '../report/visualize.js';
 import { visualizeModel } from '../experiments/visualize.js';
-import { PIGG_EXACT } from '../experiments/inputs.js';
+import { PIGG_EXACT } from '../processor/inputs.js';
 import { action, choiceOption, integerOption } from './common.js';
 
 interface VisualizeCliOptions {

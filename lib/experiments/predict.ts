@@ -1,15 +1,14 @@
 // Batched grounding of dataset samples, then scoring: the Grounder's batch path (the one inference path of ground(),
 // `pigg serve` and `pigg eval`), with PIGG's scoring of each answer against the sample's target.
 import type { Sample } from '../data/types.js';
-import { pointToGrid, scoreGrid } from '../data/metrics.js';
+import { scoreRecord, type EvalRecord } from '../data/records.js';
 import type { Qwen3VL } from '../engine/model.js';
 import type { QwenTokenizer } from '../processor/tokenizer.js';
 import type { ImageProcessor } from '../processor/image-pool.js';
 import { QWEN3_VL_PIXELS } from '../processor/image.js';
 import { generationConfigSampling, type SamplingOptions } from '../engine/sampling.js';
-import { Grounder, type ConstrainOption, type GroundResult } from '../grounding/grounder.js';
-import type { PromptSettings } from './inputs.js';
-import type { EvalRecord } from './results.js';
+import { Grounder, type ConstrainOption } from '../grounding/grounder.js';
+import type { PromptSettings } from '../processor/inputs.js';
 
 export interface PredictOptions {
   settings: PromptSettings;
@@ -22,14 +21,6 @@ export interface PredictOptions {
   images?: ImageProcessor;
   /** Called after each batch with the number of samples done. */
   onProgress?: (done: number, total: number) => void;
-}
-
-/** PIGG's record of one answer: the grid prediction (null when unparsed), its L2 to the target and the hit. */
-export function scoreRecord(sample: Sample, result: GroundResult): EvalRecord {
-  const gt = pointToGrid(sample.target, sample.width, sample.height);
-  const pred: [number, number] | null = result.parsed ? [result.grid.x, result.grid.y] : null;
-  const score = scoreGrid(result.parsed ? result.grid : null, gt);
-  return { id: sample.id, gt: [gt.x, gt.y], pred, l2: score.l2, hit: score.hit, referring: result.referring, output: result.text };
 }
 
 /** The sampling an evaluation decodes with (null: greedy); 'generation-config' reads the model folder's file. */

@@ -4,26 +4,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../atomic.js';
-import { foldMetrics, scoreGrid, type FoldMetrics, type UserSummary } from '../data/metrics.js';
-
-export interface EvalRecord {
-  id: string;
-  /** Ground truth on the 0-1000 grid. */
-  gt: [number, number];
-  /** Prediction on the grid; null when the answer could not be parsed. */
-  pred: [number, number] | null;
-  l2: number | null;
-  hit: boolean;
-  referring: string | null;
-  output: string;
-}
-
-export type ResultSummary = FoldMetrics;
-
-/** Metrics of a list of records, scored as PIGG does (an unparsed answer counts as (0, 0)). */
-export function summarize(records: readonly EvalRecord[]): ResultSummary {
-  return foldMetrics(records.map((r) => scoreGrid(r.pred && { x: r.pred[0], y: r.pred[1] }, { x: r.gt[0], y: r.gt[1] })));
-}
+import type { UserSummary } from '../data/metrics.js';
+import { summarize, type EvalRecord, type ResultSummary } from '../data/records.js';
 
 function formatNumber(value: number | null, digits = 2): string {
   return value === null ? 'n/a' : value.toFixed(digits);

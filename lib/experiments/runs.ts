@@ -9,11 +9,12 @@ import { overallSummary, userSummary, type FoldMetrics, type UserSummary } from 
 import { Qwen3VL, type LoadOptions } from '../engine/model.js';
 import { ImagePool } from '../processor/image-pool.js';
 import { QwenTokenizer } from '../processor/tokenizer.js';
-import { DEFAULT_PROMPT, type PromptSettings } from './inputs.js';
+import { DEFAULT_PROMPT, type PromptSettings } from '../processor/inputs.js';
 import type { ConstrainOption } from '../grounding/grounder.js';
 import { predict } from './predict.js';
-import { PIGG_LORA, PRESETS, type PresetName, type TrainConfig } from './presets.js';
-import { readFinishedEval, summarize, writeEvalDir, writeJson, type ResultSummary } from './results.js';
+import { PIGG_LORA, PRESETS, type PresetName, type TrainConfig } from '../training/presets.js';
+import { summarize, type ResultSummary } from '../data/records.js';
+import { readFinishedEval, writeEvalDir, writeJson } from './results.js';
 import { isFinishedCheckpoint, trainRun, type TrainRunOptions } from './train.js';
 
 export type ProgressEvent =

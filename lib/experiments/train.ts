@@ -5,15 +5,16 @@ import { existsSync, rmSync } from 'node:fs';
 import { appendFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Sample } from '../data/types.js';
-import { PythonRandom } from '../data/folds.js';
 import { Qwen3VL, type LoadOptions } from '../engine/model.js';
 import type { StepReport, Trainer } from '../engine/trainer.js';
 import type { QwenTokenizer } from '../processor/tokenizer.js';
 import { processImage } from '../processor/image.js';
 import type { ImageProcessor } from '../processor/image-pool.js';
 import { cachedImages } from '../processor/image-cache.js';
-import { modelBatch, prefetched, type PromptSettings } from './inputs.js';
-import type { TrainConfig } from './presets.js';
+import { modelBatch, type PromptSettings } from '../processor/inputs.js';
+import { prefetched } from '../util/prefetch.js';
+import type { TrainConfig } from '../training/presets.js';
+import { planSteps } from '../training/loop.js';
 
 export interface TrainRunOptions {
   /** Model to start from. */
@@ -33,18 +34,6 @@ export interface TrainRunOptions {
   /** Where images are processed (an ImagePool's process); default this thread. The next step is always made ahead. */
   images?: ImageProcessor;
   onStep?: (report: StepReport & { epoch: number; totalSteps: number }) => void;
-}
-
-/** The optimizer steps of a run: per epoch a seeded shuffle, cut into micro-batches and accumulation groups. */
-export function planSteps(count: number, config: Pick<TrainConfig, 'epochs' | 'batchSize' | 'gradientAccumulation' | 'seed'>): Array<{ epoch: number; microBatches: number[][] }> {
-  const steps: Array<{ epoch: number; microBatches: number[][] }> = [];
-  for (let epoch = 0; epoch < config.epochs; epoch++) {
-    const order = new PythonRandom(config.seed + epoch).shuffle(Array.from({ length: count }, (_, i) => i));
-    const micro: number[][] = [];
-    for (let i = 0; i < order.length; i += config.batchSize) micro.push(order.slice(i, i + config.batchSize));
-    for (let i = 0; i < micro.length; i += config.gradientAccumulation) steps.push({ epoch, microBatches: micro.slice(i, i + config.gradientAccumulation) });
-  }
-  return steps;
 }
 
 export function isFinishedCheckpoint(dir: string): boolean {

@@ -3,7 +3,7 @@ import { basename, join } from 'node:path';
 import { Qwen3VL, type LoadOptions } from '../engine/model.js';
 import { QwenTokenizer } from '../processor/tokenizer.js';
 import { visualizeRecords } from '../report/visualize.js';
-import { DEFAULT_PROMPT, type PromptSettings } from './inputs.js';
+import { DEFAULT_PROMPT, type PromptSettings } from '../processor/inputs.js';
 import { predict } from './predict.js';
 import { checkModelDir, usersSamples } from './runs.js';
 

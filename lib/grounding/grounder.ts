@@ -17,7 +17,8 @@ import { PIGG_PIXELS, processImage, type ImageProcessorOptions } from '../proces
 import { ImagePool, type ImageProcessor } from '../processor/image-pool.js';
 import { collate, encodeSample, toHostTensors, type EncodedSample } from '../processor/sample.js';
 import { QwenTokenizer } from '../processor/tokenizer.js';
-import { prefetched, sampleSpec } from '../experiments/inputs.js';
+import { sampleSpec } from '../processor/inputs.js';
+import { prefetched } from '../util/prefetch.js';
 import { abortError, Batcher, type BatchRow } from './batcher.js';
 import { answerGrammar, tokenBytes, type ConstrainStyle } from './grammar.js';
 import { InputChecker, type CheckedInput, type InputLimits } from './validate.js';

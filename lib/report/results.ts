@@ -3,7 +3,7 @@
 // (personalized). Each out.json is a JSON array of per-sample records on the 0-1000 grid.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { EvalRecord } from '../experiments/results.js';
+import type { EvalRecord } from '../data/records.js';
 import { compareUsers } from '../data/manifest.js';
 import { foldMetrics, type FoldMetrics, type SampleScore } from '../data/metrics.js';
 import { isObject } from '../util/json.js';

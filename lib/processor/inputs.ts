@@ -4,10 +4,10 @@ import type { Sample } from '../data/types.js';
 import { buildInstructionPrompt, formatAnswer, type AnswerStyle, type ParserName } from '../data/parse.js';
 import { pointToGrid } from '../data/metrics.js';
 import type { SamplingOptions } from '../engine/sampling.js';
-import { processImage, PIGG_EFFECTIVE_PIXELS, type ImageProcessorOptions } from '../processor/image.js';
-import type { ImageProcessor } from '../processor/image-pool.js';
-import { buildBatch, toHostTensors, type SampleMode, type SampleSpec } from '../processor/sample.js';
-import type { QwenTokenizer } from '../processor/tokenizer.js';
+import { processImage, PIGG_EFFECTIVE_PIXELS, type ImageProcessorOptions } from './image.js';
+import type { ImageProcessor } from './image-pool.js';
+import { buildBatch, toHostTensors, type SampleMode, type SampleSpec } from './sample.js';
+import type { QwenTokenizer } from './tokenizer.js';
 import type { NamedTensors } from '../engine/model.js';
 
 /**
@@ -56,24 +56,4 @@ export async function modelBatch(tokenizer: QwenTokenizer, samples: Sample[], da
   mode: SampleMode, images: ImageProcessor = processImage): Promise<NamedTensors> {
   const specs = await Promise.all(samples.map((sample) => sampleSpec(sample, datasetDir, settings, mode !== 'generate', images)));
   return toHostTensors(buildBatch(tokenizer, specs, { mode }));
-}
-
-/**
- * make(0), make(1), ... in order; while the consumer works on one, the next `ahead` are already under way: the next
- * batch's images are decoded and resized while the native model runs on this batch.
- */
-export async function* prefetched<T>(count: number, make: (index: number) => Promise<T>, ahead = 1): AsyncGenerator<T> {
-  const pending: Array<Promise<T>> = [];
-  let next = 0;
-  const start = () => {
-    const promise = make(next++);
-    promise.catch(() => {}); // a rejection surfaces where it is awaited below; one never awaited (early stop) is dropped
-    pending.push(promise);
-  };
-  while (next < count || pending.length > 0) {
-    if (pending.length === 0) start();
-    const current = pending.shift()!;
-    while (next < count && pending.length < ahead) start();
-    yield await current;
-  }
 }
