@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAnswer, parsePiggInference, readAnswer } from '../lib/data/parse.js';
 import { readDataset } from '../lib/data/manifest.js';
-import { writeSynthDataset } from '../lib/data/synth.js';
+import { writeSynthDataset } from '../lib/data/synth/index.js';
 import type { Sample } from '../lib/data/types.js';
 import { initRandomModel } from '../lib/engine/configs.js';
 import { PIGG_EXACT } from '../lib/processor/inputs.js';

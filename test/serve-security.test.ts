@@ -17,7 +17,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendLineDurable } from '../lib/personalize/durable.js';
 import { readDataset } from '../lib/data/manifest.js';
-import { writeSynthDataset } from '../lib/data/synth.js';
+import { writeSynthDataset } from '../lib/data/synth/index.js';
 import type { Sample } from '../lib/data/types.js';
 import { initRandomModel } from '../lib/engine/configs.js';
 import { Qwen3VL, type GenerateResult } from '../lib/engine/model.js';
