@@ -6,15 +6,14 @@ import { appendFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Sample } from '../data/types.js';
 import { Qwen3VL, type LoadOptions } from '../engine/model.js';
-import type { StepReport, Trainer } from '../engine/trainer.js';
+import type { StepReport } from '../engine/trainer.js';
 import type { QwenTokenizer } from '../processor/tokenizer.js';
 import { processImage } from '../processor/image.js';
 import type { ImageProcessor } from '../processor/image-pool.js';
 import { cachedImages } from '../processor/image-cache.js';
 import { modelBatch, type PromptSettings } from '../processor/inputs.js';
-import { prefetched } from '../util/prefetch.js';
 import type { TrainConfig } from '../training/presets.js';
-import { planSteps } from '../training/loop.js';
+import { planSteps, runSteps, trainerOptions } from '../training/loop.js';
 
 export interface TrainRunOptions {
   /** Model to start from. */
@@ -56,19 +55,7 @@ export async function trainRun(tokenizer: QwenTokenizer, options: TrainRunOption
   const steps = planSteps(samples.length, config);
   const model = await Qwen3VL.load(options.modelDir, options.load);
   try {
-    const trainer: Trainer = await model.createTrainer({
-      learningRate: config.learningRate,
-      weightDecay: config.weightDecay,
-      maxGradNorm: config.maxGradNorm,
-      warmupSteps: config.warmupSteps,
-      totalSteps: steps.length,
-      schedule: config.schedule,
-      updateMode: config.updateMode,
-      gradientCheckpointing: config.gradientCheckpointing,
-      seed: config.seed,
-      lora: config.lora,
-      trainable: config.trainable,
-    });
+    const trainer = await model.createTrainer(trainerOptions(config, steps.length));
     let done = 0;
     if (existsSync(join(options.stateDir, 'trainer_state.json'))) {
       await trainer.loadState(options.stateDir);
@@ -77,22 +64,19 @@ export async function trainRun(tokenizer: QwenTokenizer, options: TrainRunOption
     await mkdir(dirname(options.logFile), { recursive: true });
     const saveEvery = options.saveEvery ?? 50;
     const images = cachedImages(options.images ?? processImage);
-    const stepInputs = prefetched(steps.length - done, async (offset) => {
-      const { epoch, microBatches } = steps[done + offset];
-      const batches = await Promise.all(microBatches.map((micro) =>
-        modelBatch(tokenizer, micro.map((i) => samples[i]), options.datasetDir, options.settings, config.labels, images)));
-      return { epoch, batches };
+    await runSteps(trainer, steps, (micro) => modelBatch(tokenizer, micro.map((i) => samples[i]), options.datasetDir, options.settings, config.labels, images), {
+      from: done,
+      signal: options.signal,
+      onStep: async (report, { epoch }) => {
+        const memory = process.memoryUsage();
+        await appendFile(options.logFile, `${JSON.stringify({
+          step: report.step, epoch, loss: report.loss, lr: report.learningRate, grad_norm: report.gradNorm, tokens: report.tokens,
+          tokens_per_s: report.inputTokens / report.seconds, seconds: report.seconds, optimizer_seconds: report.optimizerSeconds, rss_bytes: memory.rss, time: new Date().toISOString(),
+        })}\n`);
+        options.onStep?.({ ...report, epoch, totalSteps: steps.length });
+        if (report.step % saveEvery === 0 && report.step < steps.length) await trainer.saveState(options.stateDir);
+      },
     });
-    for await (const { epoch, batches } of stepInputs) {
-      const report = await trainer.step(batches, { signal: options.signal });
-      const memory = process.memoryUsage();
-      await appendFile(options.logFile, `${JSON.stringify({
-        step: report.step, epoch, loss: report.loss, lr: report.learningRate, grad_norm: report.gradNorm, tokens: report.tokens,
-        tokens_per_s: report.inputTokens / report.seconds, seconds: report.seconds, optimizer_seconds: report.optimizerSeconds, rss_bytes: memory.rss, time: new Date().toISOString(),
-      })}\n`);
-      options.onStep?.({ ...report, epoch, totalSteps: steps.length });
-      if (report.step % saveEvery === 0 && report.step < steps.length) await trainer.saveState(options.stateDir);
-    }
     await trainer.save(options.outDir);
     rmSync(options.stateDir, { recursive: true, force: true });
     return model;

@@ -31,9 +31,8 @@ import type { Sample } from '../data/types.js';
 import type { Trainer } from '../engine/trainer.js';
 import { scoreRecord, summarize } from '../data/records.js';
 import { modelBatch, type PromptSettings } from '../processor/inputs.js';
-import { prefetched } from '../util/prefetch.js';
 import { PIGG_LORA, PRESETS, type PresetName, type TrainConfig } from '../training/presets.js';
-import { planSteps } from '../training/loop.js';
+import { planSteps, runSteps, trainerOptions } from '../training/loop.js';
 import type { Grounder } from '../grounding/grounder.js';
 import type { ImageProcessor } from '../processor/image-pool.js';
 import { fsyncDir, mkdirDurable, renameDurable, writeFileDurable } from './durable.js';
@@ -726,31 +725,18 @@ export class Personalizer {
     let trainSeconds = 0;
     try {
       await rm(candidateDir, { recursive: true, force: true });
-      trainer = await this.grounder.model.createTrainer({
-        learningRate: config.learningRate,
-        weightDecay: config.weightDecay,
-        maxGradNorm: config.maxGradNorm,
-        warmupSteps: config.warmupSteps,
-        totalSteps: steps.length,
-        schedule: config.schedule,
-        updateMode: config.updateMode,
-        gradientCheckpointing: config.gradientCheckpointing,
-        seed: config.seed,
-        lora: continued
-          ? { init: join(this.adaptersDir(user), continued.path ?? `v${continued.version}`), dropout: this.lora.dropout, aside: true }
-          : { rank: this.lora.rank, alpha: this.lora.alpha, dropout: this.lora.dropout, aside: true },
-      });
-      const inputs = prefetched(steps.length, (index) => Promise.all(steps[index]!.microBatches.map((micro) =>
-        modelBatch(this.grounder.tokenizer, micro.map((i) => trainSamples[i]!), this.store.userDir(user), settings, config.labels, this.images))));
+      trainer = await this.grounder.model.createTrainer(trainerOptions(config, steps.length, continued
+        ? { init: join(this.adaptersDir(user), continued.path ?? `v${continued.version}`), dropout: this.lora.dropout, aside: true }
+        : { rank: this.lora.rank, alpha: this.lora.alpha, dropout: this.lora.dropout, aside: true }));
       let done = 0;
-      for await (const batches of inputs) {
-        // Requests that arrived while the last step ran get the model first.
-        await new Promise((resolve) => setImmediate(resolve));
-        const report = await trainer.step(batches, { signal });
-        losses.push(report.loss);
-        this.job.step = ++done;
-        this.emit({ type: 'step', user, step: done, steps: steps.length, loss: report.loss, seconds: report.seconds });
-      }
+      await runSteps(trainer, steps, (micro) => modelBatch(this.grounder.tokenizer, micro.map((i) => trainSamples[i]!), this.store.userDir(user), settings, config.labels, this.images), {
+        signal,
+        onStep: (report) => {
+          losses.push(report.loss);
+          this.job!.step = ++done;
+          this.emit({ type: 'step', user, step: done, steps: steps.length, loss: report.loss, seconds: report.seconds });
+        },
+      });
       this.job.phase = 'saving';
       await trainer.save(candidateDir, { signal });
       trainer.dispose();
