@@ -123,8 +123,7 @@ describe('personalizer', () => {
     // Six screens, then two of them again: the held-out window (the last 2 of 8) repeats screens the user trained on.
     const order = [0, 1, 2, 3, 4, 5, 4, 5];
     const receipts = [];
-    // Through the Grounder (as `pigg serve` does) and through the personalizer: the same store.
-    for (const i of order.slice(0, 7)) receipts.push(await (i % 2 === 0 ? grounder.feedback(tapOf(user1[i]!)) : personalizer.feedback(tapOf(user1[i]!))));
+    for (const i of order.slice(0, 7)) receipts.push(await personalizer.feedback(tapOf(user1[i]!)));
     expect(receipts.map((r) => [r.index, r.pending, r.scheduled])).toEqual([0, 1, 2, 3, 4, 5, 6].map((i) => [i, i + 1, false]));
     expect(personalizer.running).toBeNull();
     const last = await personalizer.feedback(tapOf(user1[5]!));
@@ -311,8 +310,6 @@ describe('personalizer', () => {
       await server.close();
       await personalizer.close();
     }
-    // Without a personalizer the Grounder keeps no feedback.
-    await expect(grounder.feedback(tapOf(user1[0]!))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('open a Personalizer on it') });
   });
 
   it('pigg serve --feedback DIR stores taps, answers /v1/users/:id and resumes its state after a restart', async () => {

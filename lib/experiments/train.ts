@@ -1,5 +1,5 @@
-// The fine-tuning loop shared by the global and the personalized runs: a seeded per-epoch order, micro-batches
-// grouped into optimizer steps (gradient accumulation), JSONL logs, periodic resumable state, and the final
+// The global and the personalized fine-tuning runs over the shared loop (lib/training/loop.ts: a seeded per-epoch
+// order, micro-batches grouped into optimizer steps by gradient accumulation): JSONL logs, periodic resumable state, and the final
 // checkpoint (or LoRA adapter) written atomically. A run killed at any point resumes from its last state.
 import { existsSync, rmSync } from 'node:fs';
 import { appendFile, mkdir } from 'node:fs/promises';

@@ -22,8 +22,6 @@ import { prefetched } from '../util/prefetch.js';
 import { abortError, Batcher, type BatchRow } from './batcher.js';
 import { answerGrammar, tokenBytes, type ConstrainStyle } from './grammar.js';
 import { InputChecker, type CheckedInput, type InputLimits } from './validate.js';
-import type { FeedbackInput } from '../personalize/store.js';
-import type { FeedbackReceipt } from '../personalize/personalizer.js';
 
 /** PIGG's generation budget. */
 export const DEFAULT_MAX_NEW_TOKENS = 512;
@@ -333,15 +331,13 @@ export class Grounder implements AsyncDisposable {
   readonly maxNewTokens: number;
   readonly maxBatch: number;
   readonly image: ImageProcessorOptions;
-  /** The checks every request's inputs pass before any pixel is decoded (and every feedback tap, see checkInput). */
+  /** The checks every request's inputs pass before any pixel is decoded (and every Personalizer feedback tap, see checkInput). */
   readonly checker: InputChecker;
   private readonly images: ImageProcessor;
   private readonly batcher: Batcher<Prepared, GroundResult>;
   private readonly eosIds: ReadonlySet<number>;
   private readonly onBatch?: (stats: BatchStats) => void;
   private disposed = false;
-  /** Where feedback() stores taps: set by the Personalizer opened on this Grounder (lib/personalize). */
-  private feedbackHandler: ((input: FeedbackInput) => Promise<FeedbackReceipt>) | null = null;
   private closed: Promise<void> | null = null;
   private nextId = 0;
   /** Adapters a running batch uses (name -> batches): removing one waits for them, so the batch never loses it. */
@@ -548,29 +544,6 @@ export class Grounder implements AsyncDisposable {
   adapters(): AdapterInfo[] {
     this.live();
     return this.model.adapters().filter((a) => !this.removing.has(a.name));
-  }
-
-  /**
-   * Records where the user really tapped on a screenshot as a training sample of that user (durable once resolved),
-   * for the Personalizer opened on this Grounder (Personalizer.open, or `pigg serve --feedback DIR`), which trains
-   * and promotes the user's adapter from such samples.
-   */
-  feedback(input: FeedbackInput): Promise<FeedbackReceipt> {
-    try {
-      this.live();
-      if (!this.feedbackHandler) throw grounderError('INVALID_ARGUMENT', 'this grounder keeps no feedback: open a Personalizer on it (Personalizer.open({ dir, grounder })) or run pigg serve --feedback DIR');
-      return this.feedbackHandler(input);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-  }
-
-  /**
-   * Used by Personalizer.open / close: where feedback() goes (null: nowhere). With `ifCurrent`, only replaces that
-   * handler (a closing Personalizer does not detach a newer one).
-   */
-  setFeedbackHandler(handler: ((input: FeedbackInput) => Promise<FeedbackReceipt>) | null, ifCurrent?: (input: FeedbackInput) => Promise<FeedbackReceipt>): void {
-    if (ifCurrent === undefined || this.feedbackHandler === ifCurrent) this.feedbackHandler = handler;
   }
 
   /**

@@ -3,7 +3,7 @@
 // when it beats what the user is served now on the user's held-out samples.
 //
 //   const personalizer = await Personalizer.open({ dir: 'feedback', grounder, minNewSamples: 8 });
-//   await grounder.feedback({ user: 'alice', image, instruction, tap: { x, y } });   // durable once resolved
+//   await personalizer.feedback({ user: 'alice', image, instruction, tap: { x, y } });   // durable once resolved
 //   await grounder.ground(image, instruction, { user: personalizer.adapterFor('alice') });
 //
 // On disk (`dir`):
@@ -271,8 +271,6 @@ export class Personalizer {
   private loop: Promise<void> | null = null;
   private idleWaiters: Array<() => void> = [];
   private closed: Promise<void> | null = null;
-  /** What grounder.feedback() calls while this personalizer is open. */
-  private readonly handler = (input: FeedbackInput) => this.feedback(input);
   /** Rollbacks and decisions of one user run one after another. */
   private readonly userLocks = new Map<string, Promise<unknown>>();
 
@@ -318,7 +316,7 @@ export class Personalizer {
   /**
    * Opens the feedback folder on a Grounder: the versions served are added to the Grounder (under the user's id),
    * pending counts are recomputed from the manifests and the decision log, a job a previous process left unfinished
-   * is queued again, and users with enough new samples are queued. grounder.feedback() then stores through it.
+   * is queued again, and users with enough new samples are queued. Taps then come in through feedback().
    */
   static async open(options: PersonalizerOptions): Promise<Personalizer> {
     Personalizer.check(options);
@@ -337,7 +335,6 @@ export class Personalizer {
       await rm(lock, { force: true });
       throw error;
     }
-    options.grounder.setFeedbackHandler(personalizer.handler);
     personalizer.kick();
     return personalizer;
   }
@@ -577,7 +574,6 @@ export class Personalizer {
     if (!this.closed) {
       this.stop.abort(Object.assign(new Error('the personalizer was closed'), { name: 'AbortError' }));
       this.queue.length = 0;
-      this.grounder.setFeedbackHandler(null, this.handler);
       this.closed = (async () => {
         await this.loop?.catch(() => {});
         await rm(this.lock, { force: true });

@@ -19,7 +19,7 @@ import { ApiError, badRequest, toApiError } from './errors.js';
 import { registerBodyLimits } from './limits.js';
 import { ServeMetrics } from './metrics.js';
 import { parseChatRequest, parseGroundRequest, type ChatCall, type RequestLimits } from './requests.js';
-import { registerFeedbackRoutes, servedUser, type ServedPersonalizer } from '../personalize/routes.js';
+import { registerFeedbackRoutes, servedUser, type ServedPersonalizer } from './feedback-routes.js';
 
 /** What the server needs of a Grounder. */
 export type ServedGrounder = Pick<Grounder, 'ground' | 'addAdapter' | 'removeAdapter' | 'adapters' | 'modelName' | 'pending' | 'maxNewTokens'> & {

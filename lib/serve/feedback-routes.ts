@@ -7,10 +7,11 @@
 //
 // Errors are the API's (lib/serve/errors.ts): 400 with the field named, 404 for a user with no samples.
 import type { FastifyInstance } from 'fastify';
-import { ApiError, badRequest } from '../serve/errors.js';
-import { decodeImage } from '../serve/requests.js';
-import type { FeedbackReceipt, Personalizer, UserStatus } from './personalizer.js';
-import { checkUser, type FeedbackError } from './store.js';
+import { ApiError, badRequest } from './errors.js';
+import { decodeImage } from './requests.js';
+import type { FeedbackReceipt, Personalizer, UserStatus } from '../personalize/personalizer.js';
+import { checkUser, type FeedbackError } from '../personalize/store.js';
+import { isObject } from '../util/json.js';
 
 /** What the server needs of a Personalizer. */
 export type ServedPersonalizer = Pick<Personalizer, 'feedback' | 'status' | 'knows' | 'adapterFor' | 'rollback'>;
@@ -20,8 +21,6 @@ export function servedUser(personalizer: ServedPersonalizer | undefined, user: s
   if (!personalizer || user === null || !personalizer.knows(user)) return user;
   return personalizer.adapterFor(user);
 }
-
-const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** A FeedbackError (store and personalizer checks) as a 400 naming its field; anything else as it is. */
 function apiError(error: unknown): unknown {
