@@ -8,7 +8,7 @@
 // Errors are the API's (lib/serve/errors.ts): 400 with the field named, 404 for a user with no samples.
 import type { FastifyInstance } from 'fastify';
 import { ApiError, badRequest } from './errors.js';
-import { decodeImage } from './requests.js';
+import { base64ImageBytes } from './requests.js';
 import type { FeedbackReceipt, Personalizer, UserStatus } from '../personalize/personalizer.js';
 import { checkUser, type FeedbackError } from '../personalize/store.js';
 import { isObject } from '../util/json.js';
@@ -45,7 +45,7 @@ export function registerFeedbackRoutes(app: FastifyInstance, personalizer: Serve
     if (body.user === undefined || body.user === null) throw badRequest('missing_user', 'no user: send user, the id whose adapter learns from this tap', 'user');
     if (!isObject(body.tap)) throw badRequest('invalid_tap', 'tap must be an object {x, y} in pixels of the image', 'tap');
     if (body.referring !== undefined && body.referring !== null && typeof body.referring !== 'string') throw badRequest('invalid_referring', 'referring must be a string or null', 'referring');
-    const image = decodeImage(body.image, 'image', limits.maxImageBytes);
+    const image = base64ImageBytes(body.image, 'image', limits.maxImageBytes);
     let receipt: FeedbackReceipt;
     try {
       receipt = await personalizer.feedback({

@@ -4,6 +4,7 @@
 import { randomInt } from 'node:crypto';
 import type { SamplingOptions } from '../engine/sampling.js';
 import { ApiError, badRequest } from './errors.js';
+import { isObject } from '../util/json.js';
 
 export interface RequestLimits {
   /** Bytes of a decoded image. */
@@ -31,12 +32,8 @@ export interface ChatCall extends GroundCall {
   sampling?: SamplingOptions | null;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /** The bytes of an image given as base64 or as a `data:<type>;base64,<data>` URI. */
-export function decodeImage(value: unknown, param: string, maxBytes: number): Buffer {
+export function base64ImageBytes(value: unknown, param: string, maxBytes: number): Buffer {
   if (value === undefined || value === null || value === '') throw badRequest('missing_image', `no image: send ${param} as base64 or a data URI (data:image/png;base64,...)`, param);
   if (typeof value !== 'string') throw badRequest('invalid_image', `${param} must be a string (base64 or a data URI), got ${Array.isArray(value) ? 'an array' : typeof value}`, param);
   let data = value;
@@ -117,7 +114,7 @@ export function parseGroundRequest(body: unknown, limits: RequestLimits): Ground
     throw badRequest('invalid_user', 'user must be a non-empty string (an adapter name) or null', 'user');
   }
   const maxNewTokens = tokensOf(b.max_new_tokens, 'max_new_tokens', limits);
-  const image = decodeImage(b.image, 'image', limits.maxImageBytes);
+  const image = base64ImageBytes(b.image, 'image', limits.maxImageBytes);
   return { image, instruction, user: (b.user as string | undefined) ?? null, maxNewTokens };
 }
 
@@ -180,7 +177,7 @@ export function parseChatRequest(body: unknown, limits: RequestLimits, baseModel
   const maxNewTokens = tokensOf(maxTokens, b.max_completion_tokens !== undefined ? 'max_completion_tokens' : 'max_tokens', limits);
   const streamOptions = isObject(b.stream_options) ? b.stream_options : {};
   return {
-    image: decodeImage(image.url, image.param, limits.maxImageBytes),
+    image: base64ImageBytes(image.url, image.param, limits.maxImageBytes),
     instruction,
     user: model === baseModel ? null : model,
     model,
