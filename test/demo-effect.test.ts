@@ -22,11 +22,11 @@ describe('the demo settings', () => {
   it('leave PIGG presets as PIGG ran them', () => {
     expect(PRESETS['pigg-global']).toEqual({
       learningRate: 1e-6, epochs: 1, batchSize: 1, gradientAccumulation: 8, warmupSteps: 50, weightDecay: 0.01, maxGradNorm: 1.0,
-      schedule: 'linear', updateMode: 'master', gradientCheckpointing: true, labels: 'pigg', seed: 42,
+      schedule: 'linear', updateMode: 'master', gradientCheckpointing: true, labelConvention: 'pigg', seed: 42,
     });
     expect(PRESETS['pigg-personal']).toEqual({
       learningRate: 2e-5, epochs: 3, batchSize: 1, gradientAccumulation: 4, warmupSteps: 5, weightDecay: 0.01, maxGradNorm: 1.0,
-      schedule: 'linear', updateMode: 'master', gradientCheckpointing: true, labels: 'pigg', seed: 42,
+      schedule: 'linear', updateMode: 'master', gradientCheckpointing: true, labelConvention: 'pigg', seed: 42,
     });
     expect([DEMO.global.preset, DEMO.personal.preset]).toEqual(['demo-global', 'demo-personal']);
   });

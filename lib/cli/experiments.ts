@@ -75,7 +75,7 @@ interface TrainFlags {
   gradAccum?: number;
   warmup?: number;
   updateMode?: TrainConfig['updateMode'];
-  labels?: TrainConfig['labels'];
+  labels?: TrainConfig['labelConvention'];
   saveEvery: number;
 }
 
@@ -86,7 +86,7 @@ function overrides(flags: TrainFlags): Partial<TrainConfig> {
   if (flags.gradAccum !== undefined) out.gradientAccumulation = flags.gradAccum;
   if (flags.warmup !== undefined) out.warmupSteps = flags.warmup;
   if (flags.updateMode !== undefined) out.updateMode = flags.updateMode;
-  if (flags.labels !== undefined) out.labels = flags.labels;
+  if (flags.labels !== undefined) out.labelConvention = flags.labels;
   return out;
 }
 

@@ -64,7 +64,7 @@ export async function trainRun(tokenizer: QwenTokenizer, options: TrainRunOption
     await mkdir(dirname(options.logFile), { recursive: true });
     const saveEvery = options.saveEvery ?? 50;
     const images = cachedImages(options.images ?? processImage);
-    await runSteps(trainer, steps, (micro) => modelBatch(tokenizer, micro.map((i) => samples[i]), options.datasetDir, options.settings, config.labels, images), {
+    await runSteps(trainer, steps, (micro) => modelBatch(tokenizer, micro.map((i) => samples[i]), options.datasetDir, options.settings, config.labelConvention, images), {
       from: done,
       signal: options.signal,
       onStep: async (report, { epoch }) => {

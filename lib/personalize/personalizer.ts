@@ -659,7 +659,7 @@ export class Personalizer {
     for (const sample of samples) {
       try {
         await this.grounder.checkInput(join(dir, sample.image), sample.instruction, sample.referring ?? null);
-        await modelBatch(this.grounder.tokenizer, [sample], dir, settings, this.config.labels, this.images);
+        await modelBatch(this.grounder.tokenizer, [sample], dir, settings, this.config.labelConvention, this.images);
       } catch (error) {
         poisoned.push({ id: sample.id, reason: (error as Error).message });
       }
@@ -725,7 +725,7 @@ export class Personalizer {
         ? { init: join(this.adaptersDir(user), continued.path ?? `v${continued.version}`), dropout: this.lora.dropout, aside: true }
         : { rank: this.lora.rank, alpha: this.lora.alpha, dropout: this.lora.dropout, aside: true }));
       let done = 0;
-      await runSteps(trainer, steps, (micro) => modelBatch(this.grounder.tokenizer, micro.map((i) => trainSamples[i]!), this.store.userDir(user), settings, config.labels, this.images), {
+      await runSteps(trainer, steps, (micro) => modelBatch(this.grounder.tokenizer, micro.map((i) => trainSamples[i]!), this.store.userDir(user), settings, config.labelConvention, this.images), {
         signal,
         onStep: (report) => {
           losses.push(report.loss);

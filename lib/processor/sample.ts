@@ -25,7 +25,9 @@ export const IGNORE_INDEX = -100;
  * 'pigg': answer tokens only, as PIGG's collator (stops before `<|im_end|>`).
  * 'generate': prompt ending with `<|im_start|>assistant\n`, no answer, no labels.
  */
-export type SampleMode = 'qwen' | 'pigg' | 'generate';
+export type SampleMode = LabelConvention | 'generate';
+/** Which answer tokens a training sample labels: the two training modes of SampleMode. */
+export type LabelConvention = 'qwen' | 'pigg';
 
 export interface SampleSpec {
   id: string;

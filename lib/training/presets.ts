@@ -1,5 +1,6 @@
 // PIGG's training settings (its global and personal fine-tunes) as named presets, and the CPU demo's own.
 import type { TrainerOptions } from '../engine/trainer.js';
+import type { LabelConvention } from '../processor/sample.js';
 
 export interface TrainConfig {
   learningRate: number;
@@ -14,8 +15,8 @@ export interface TrainConfig {
   /** How bf16 weights take updates; 'pure' reproduces PIGG's plain-bf16 AdamW. */
   updateMode: 'master' | 'kahan' | 'stochastic' | 'pure';
   gradientCheckpointing: boolean;
-  /** Label convention: 'pigg' (answer tokens only) or 'qwen' (answer + <|im_end|> + newline). */
-  labels: 'pigg' | 'qwen';
+  /** Which tokens are labelled: 'pigg' (answer tokens only) or 'qwen' (answer + <|im_end|> + newline). */
+  labelConvention: LabelConvention;
   lora?: { rank: number; alpha: number; dropout: number };
   /** Which parts train (default: the language model, embeddings and head included; vision tower and merger frozen). */
   trainable?: TrainerOptions['trainable'];
@@ -25,11 +26,11 @@ export interface TrainConfig {
 export const PRESETS = {
   'pigg-global': {
     learningRate: 1e-6, epochs: 1, batchSize: 1, gradientAccumulation: 8, warmupSteps: 50, weightDecay: 0.01, maxGradNorm: 1.0,
-    schedule: 'linear', updateMode: 'master', gradientCheckpointing: true, labels: 'pigg', seed: 42,
+    schedule: 'linear', updateMode: 'master', gradientCheckpointing: true, labelConvention: 'pigg', seed: 42,
   },
   'pigg-personal': {
     learningRate: 2e-5, epochs: 3, batchSize: 1, gradientAccumulation: 4, warmupSteps: 5, weightDecay: 0.01, maxGradNorm: 1.0,
-    schedule: 'linear', updateMode: 'master', gradientCheckpointing: true, labels: 'pigg', seed: 42,
+    schedule: 'linear', updateMode: 'master', gradientCheckpointing: true, labelConvention: 'pigg', seed: 42,
   },
   // The CPU demo's schedules (lib/experiments/demo.ts) for a tiny random model: a high learning rate, small batches
   // and enough optimizer steps for the global model to ground from the instruction and for each fold of the
@@ -37,11 +38,11 @@ export const PRESETS = {
   // activations are small (its step time is the 151,936-token output layer's).
   'demo-global': {
     learningRate: 1e-2, epochs: 3, batchSize: 4, gradientAccumulation: 1, warmupSteps: 10, weightDecay: 0.01, maxGradNorm: 1.0,
-    schedule: 'linear', updateMode: 'master', gradientCheckpointing: false, labels: 'pigg', seed: 42,
+    schedule: 'linear', updateMode: 'master', gradientCheckpointing: false, labelConvention: 'pigg', seed: 42,
   },
   'demo-personal': {
     learningRate: 1e-2, epochs: 12, batchSize: 4, gradientAccumulation: 1, warmupSteps: 5, weightDecay: 0.01, maxGradNorm: 1.0,
-    schedule: 'linear', updateMode: 'master', gradientCheckpointing: false, labels: 'pigg', seed: 42,
+    schedule: 'linear', updateMode: 'master', gradientCheckpointing: false, labelConvention: 'pigg', seed: 42,
   },
 } satisfies Record<string, TrainConfig>;
 
