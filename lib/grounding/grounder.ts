@@ -6,6 +6,9 @@
 //   const tap = await grounder.ground('screen.png', 'Open Wi-Fi settings');   // { x, y } in the image's pixels
 //
 // predict() and `pigg eval` run on groundSamples(), the same batch path, so there is one inference path.
+//
+// Over 450 lines because the queue, the running batch, adapter pins and disposal are one object's state; batching,
+// grammars, validation and token bytes are already files of their own (batcher.ts, grammar.ts, validate.ts).
 import { setMaxListeners } from 'node:events';
 import { basename } from 'node:path';
 import type { Sample } from '../data/types.js';

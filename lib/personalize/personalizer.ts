@@ -24,6 +24,9 @@
 // folds reshuffle as samples arrive) cannot give for a version trained before. It also asks the question that
 // matters when serving: does the candidate answer the user's most recent taps better. And it costs one training
 // per decision rather than K.
+//
+// Over 450 lines because a job (train, evaluate, decide, quarantine, record) shares its queue, user locks and pointers
+// with feedback, rollback and restore; the store, durable writes, the JSONL log and the training loop are elsewhere.
 import { existsSync } from 'node:fs';
 import { open, readdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
