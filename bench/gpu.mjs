@@ -379,6 +379,22 @@ async function main() {
       const ratio = pigg && transformers ? round(higherIsBetter ? pigg / transformers : transformers / pigg, 4) : null;
       rows.push({ bench, config: rowConfig, metric, unit, pigg: pigg ?? null, transformers: transformers ?? null, ratio });
     };
+    // The results file is rewritten after every bench, so a run stopped from outside (a time box) keeps what it measured.
+    const save = () => {
+      const hfVersions = hf.versions();
+      const versions = { torch: engine.torch, transformers: hfVersions?.transformers ?? null, pigg: JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version };
+      if (hfVersions?.peft) versions.peft = hfVersions.peft;
+      if (attention) versions['transformers attention'] = attention;
+      const result = {
+        command: `${python ? 'PIGG_HF_PYTHON=<python with transformers> ' : ''}node bench/gpu.mjs ${process.argv.slice(2).join(' ')}`.trim(),
+        device: deviceString(device),
+        date: new Date().toISOString(),
+        versions,
+        rows,
+      };
+      mkdirSync(outDir, { recursive: true });
+      writeFileSync(join(outDir, `${name}.json`), `${JSON.stringify(result, null, 2)}\n`);
+    };
     const memUnit = cuda ? 'GiB' : 'MiB';
     const mem = (bytes) => (bytes === null || bytes === undefined ? null : round(bytes / (cuda ? 2 ** 30 : 2 ** 20), 4));
     const memName = cuda ? 'peak allocated (CUDA caching allocator)' : 'peak RSS';
@@ -415,6 +431,7 @@ async function main() {
         add('train', rowConfig, 'training memory above the loaded model', memUnit, pr && mem(pr.peakBytes - pr.baselineBytes), hr && mem(hr.peakBytes - hr.baselineBytes), false);
         if (pr) log(`  pigg ${pr.median.toFixed(3)} s/step, ${Math.round(tokens / pr.median)} tokens/s, peak ${mem(pr.peakBytes)} ${memUnit}, trainable ${pr.trainable}, loss ${pr.loss.toFixed(3)}`);
         if (hr) log(`  transformers ${hr.median.toFixed(3)} s/step, peak ${mem(hr.peakBytes)} ${memUnit}, trainable ${hr.trainable}, loss ${hr.losses.at(-1).toFixed(3)}`);
+        save();
       }
     }
 
@@ -446,6 +463,7 @@ async function main() {
       add(wantEval ? 'eval' : 'click', genConfig, memName, memUnit, mem(pr?.peakBytes), mem(hr?.peakBytes), false);
       if (pr) log(`  pigg${wantClick ? ` click ${pr.click.toFixed(3)} s, prefill ${pr.prefill.toFixed(3)} s` : ''}${wantEval ? `, eval ${(evalBatch / pr.eval).toFixed(2)} samples/s` : ''}`);
       if (hr) log(`  transformers${wantClick ? ` click ${hr.click.toFixed(3)} s, prefill ${hr.prefill.toFixed(3)} s` : ''}${wantEval ? `, eval ${(evalBatch / hr.eval).toFixed(2)} samples/s` : ''}`);
+      save();
     }
 
     if (only.includes('load')) {
@@ -461,21 +479,8 @@ async function main() {
       if (hr) log(`  transformers ${hr.times.map((t) => t.toPrecision(3)).join(', ')} s`);
     }
 
-    const hfVersions = hf.versions();
-    const versions = { torch: engine.torch, transformers: hfVersions?.transformers ?? null, pigg: JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version };
-    if (hfVersions?.peft) versions.peft = hfVersions.peft;
-    if (attention) versions['transformers attention'] = attention;
-    const result = {
-      command: `${python ? 'PIGG_HF_PYTHON=<python with transformers> ' : ''}node bench/gpu.mjs ${process.argv.slice(2).join(' ')}`.trim(),
-      device: deviceString(device),
-      date: new Date().toISOString(),
-      versions,
-      rows,
-    };
-    mkdirSync(outDir, { recursive: true });
-    const file = join(outDir, `${name}.json`);
-    writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
-    log(`wrote ${file} (${rows.length} rows)`);
+    save();
+    log(`wrote ${join(outDir, `${name}.json`)} (${rows.length} rows)`);
   } finally {
     rmSync(runDir, { recursive: true, force: true });
   }
