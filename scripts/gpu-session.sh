@@ -218,6 +218,8 @@ cmd_run() {
     cases=(test/fixtures/qwen3vl-tiny/cases/a_single_image/)
     bench=(--steps 1 --warmup 0 --runs 1 --eval-batch 4)
     serve=(--requests 4 --concurrency 1,4 --rss-requests 4 --adapters 4 --time-limit 60)
+    # transformers in bf16 on 2 CPU cores takes minutes per step: beside pigg only when asked for.
+    [ "${GPU_SESSION_REHEARSE_HF:-0}" = 1 ] || unset PIGG_HF_PYTHON
   fi
   CONFIGS="$small,$big"
   export OUT DEVICE
