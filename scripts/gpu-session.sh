@@ -78,11 +78,12 @@ cmd_pack() {
     shift
   done
   local dir=$into/$PACK tree carry
-  mkdir -p "$dir"
+  # Whatever a run left here (the unpacked Node, the bench models) would travel with the carry.
+  rm -rf "$dir/node" "$dir/work" && mkdir -p "$dir"
   pack_node "$dir" "$rehearse" || return 1
   pack_app "$dir" "$level" || return 1
   tree=$(tree_files | xargs -0 stat -c %s | awk '{ s += $1 } END { print s + 0 }')
-  carry=$(du -sb --exclude=node --exclude=work --exclude=node.stamp "$dir" | cut -f1)
+  carry=$(du -sb "$dir" | cut -f1)
   echo "gpu-session pack: node.tar.xz $(mib "$(stat -c %s "$dir/node.tar.xz")") MiB, app.tar.xz $(mib "$(stat -c %s "$dir/app.tar.xz")") MiB;" \
     "the call sends $(mib $((tree + carry))) MiB of ${CALL_LIMIT_MIB} MiB (tree $(mib "$tree") MiB + carry $PACK $(mib "$carry") MiB)"
   if [ $((tree + carry)) -gt $((CALL_LIMIT_MIB * 1048576)) ]; then echo "gpu-session: the call would exceed ${CALL_LIMIT_MIB} MiB" >&2; return 1; fi
