@@ -33,6 +33,8 @@
 //   --variants LIST          training variants, from master,kahan,stochastic,pure,lora (bf16) or full,lora (fp32,
 //                            where update modes do not apply). Default: all of them.
 //   --only LIST              benches to run, from train,click,eval,load. Default: all.
+//   --head-loss fused|plain  the training loss through lm_head: fused and chunked (the default) or the plain logits +
+//                            cross-entropy (for comparison; pigg only, the config says which).
 //   --peak-tflops X          peak dense FLOP/s (in TFLOP/s) of the device in the compute dtype, for MFU.
 //                            Default 989 on cuda with bf16; none on cpu (MFU is then null).
 //   --work DIR               cache of the model folders and the synthetic dataset, reused by later runs.
@@ -99,7 +101,7 @@ function usage(message) {
 }
 
 function parseArgs(argv) {
-  const known = ['config', 'device', 'dtype', 'steps', 'warmup', 'accum', 'runs', 'new-tokens', 'eval-batch', 'variants', 'only', 'peak-tflops', 'work', 'name', 'out'];
+  const known = ['config', 'device', 'dtype', 'steps', 'warmup', 'accum', 'runs', 'new-tokens', 'eval-batch', 'variants', 'only', 'peak-tflops', 'work', 'name', 'out', 'head-loss'];
   const args = {};
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
@@ -154,7 +156,7 @@ async function childTrain(spec) {
   const tail = (t) => ({ dtype: t.dtype, shape: [1, 8], data: t.data.slice(t.data.length - 8) });
   await model.forward({ input_ids: tail(first.input_ids), attention_mask: tail(first.attention_mask) }, { outputs: ['logits'] });
   const baseline = (await peakOf(model, spec.device)).allocated;
-  const options = { ...TRAIN };
+  const options = { ...TRAIN, fusedHeadLoss: spec.headLoss !== 'plain' };
   if (spec.variant === 'lora') options.lora = { rank: LORA.rank, alpha: LORA.alpha, dropout: LORA.dropout, targets: LORA.targets };
   else if (spec.variant !== 'full') options.updateMode = spec.variant;
   const trainer = await model.createTrainer(options);
@@ -297,6 +299,8 @@ async function main() {
   const allVariants = dtype === 'bf16' ? VARIANTS_BF16 : VARIANTS_FP32;
   const variants = args.variants ? args.variants.split(',') : allVariants;
   for (const v of variants) if (!allVariants.includes(v)) usage(`--variants: '${v}' is not one of ${allVariants.join(', ')} (${dtype})`);
+  const headLoss = args['head-loss'] ?? 'fused';
+  if (!['fused', 'plain'].includes(headLoss)) usage('--head-loss must be fused or plain');
   const only = args.only ? args.only.split(',') : BENCHES;
   for (const b of only) if (!BENCHES.includes(b)) usage(`--only: '${b}' is not one of ${BENCHES.join(', ')}`);
   let peakTflops = args['peak-tflops'] !== undefined ? Number(args['peak-tflops']) : cuda && dtype === 'bf16' ? 989 : null;
@@ -380,6 +384,22 @@ async function main() {
       const ratio = pigg && transformers ? round(higherIsBetter ? pigg / transformers : transformers / pigg, 4) : null;
       rows.push({ bench, config: rowConfig, metric, unit, pigg: pigg ?? null, transformers: transformers ?? null, ratio });
     };
+    // The results file is rewritten after every bench, so a run stopped from outside (a time box) keeps what it measured.
+    const save = () => {
+      const hfVersions = hf.versions();
+      const versions = { torch: engine.torch, transformers: hfVersions?.transformers ?? null, pigg: JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version };
+      if (hfVersions?.peft) versions.peft = hfVersions.peft;
+      if (attention) versions['transformers attention'] = attention;
+      const result = {
+        command: `${python ? 'PIGG_HF_PYTHON=<python with transformers> ' : ''}node bench/gpu.mjs ${process.argv.slice(2).join(' ')}`.trim(),
+        device: deviceString(device),
+        date: new Date().toISOString(),
+        versions,
+        rows,
+      };
+      mkdirSync(outDir, { recursive: true });
+      writeFileSync(join(outDir, `${name}.json`), `${JSON.stringify(result, null, 2)}\n`);
+    };
     const memUnit = cuda ? 'GiB' : 'MiB';
     const mem = (bytes) => (bytes === null || bytes === undefined ? null : round(bytes / (cuda ? 2 ** 30 : 2 ** 20), 4));
     const memName = cuda ? 'peak allocated (CUDA caching allocator)' : 'peak RSS';
@@ -390,7 +410,7 @@ async function main() {
       for (const variant of variants) {
         const lora = variant === 'lora';
         log(`train: ${variant}`);
-        const p = piggChild('train', { model: modelDir, device, dtype, variant, batches: trainFiles, steps, warmup });
+        const p = piggChild('train', { model: modelDir, device, dtype, variant, batches: trainFiles, steps, warmup, headLoss });
         // torch AdamW on bf16 weights keeps bf16 moments: pigg's 'pure'. master / kahan / stochastic have no twin.
         const twin = lora || variant === 'pure' || variant === 'full';
         const h = twin ? hf.call({ kind: 'bench', model: modelDir, dtype, device, checkpointing: true, batches: trainFiles, steps, warmup,
@@ -400,7 +420,7 @@ async function main() {
         const tokens = pr?.inputTokens ?? trainTokens.reduce((a, b) => a + b, 0);
         const what = lora ? `LoRA r ${LORA.rank} α ${LORA.alpha} dropout ${LORA.dropout}` : `full fine-tune${variant === 'full' ? '' : `, update mode ${variant}`}`;
         const failed = failures(p, h);
-        const rowConfig = `${modelLabel}, ${dtype}, ${what}, batch 1 × accumulation ${accum} (${tokens} input tokens/step: ${imageTokens} image + ~${Math.round(median(textTokens))} text per sample), checkpointing on` +
+        const rowConfig = `${modelLabel}, ${dtype}, ${what}, batch 1 × accumulation ${accum} (${tokens} input tokens/step: ${imageTokens} image + ~${Math.round(median(textTokens))} text per sample), checkpointing on${headLoss === 'plain' ? ', plain head loss (logits + cross-entropy)' : ''}` +
           (failed.length ? ` [${failed.join('; ')}]` : '');
         const flopsPerToken = lora ? 4 * textParams + 6 * loraParams : 6 * textParams;
         const mfu = (r) => (r && peakTflops ? round((100 * flopsPerToken * tokens) / (r.median * peakTflops * 1e12), 4) : null);
@@ -416,6 +436,7 @@ async function main() {
         add('train', rowConfig, 'training memory above the loaded model', memUnit, pr && mem(pr.peakBytes - pr.baselineBytes), hr && mem(hr.peakBytes - hr.baselineBytes), false);
         if (pr) log(`  pigg ${pr.median.toFixed(3)} s/step, ${Math.round(tokens / pr.median)} tokens/s, peak ${mem(pr.peakBytes)} ${memUnit}, trainable ${pr.trainable}, loss ${pr.loss.toFixed(3)}`);
         if (hr) log(`  transformers ${hr.median.toFixed(3)} s/step, peak ${mem(hr.peakBytes)} ${memUnit}, trainable ${hr.trainable}, loss ${hr.losses.at(-1).toFixed(3)}`);
+        save();
       }
     }
 
@@ -447,6 +468,7 @@ async function main() {
       add(wantEval ? 'eval' : 'click', genConfig, memName, memUnit, mem(pr?.peakBytes), mem(hr?.peakBytes), false);
       if (pr) log(`  pigg${wantClick ? ` click ${pr.click.toFixed(3)} s, prefill ${pr.prefill.toFixed(3)} s` : ''}${wantEval ? `, eval ${(evalBatch / pr.eval).toFixed(2)} samples/s` : ''}`);
       if (hr) log(`  transformers${wantClick ? ` click ${hr.click.toFixed(3)} s, prefill ${hr.prefill.toFixed(3)} s` : ''}${wantEval ? `, eval ${(evalBatch / hr.eval).toFixed(2)} samples/s` : ''}`);
+      save();
     }
 
     if (only.includes('load')) {
@@ -462,21 +484,8 @@ async function main() {
       if (hr) log(`  transformers ${hr.times.map((t) => t.toPrecision(3)).join(', ')} s`);
     }
 
-    const hfVersions = hf.versions();
-    const versions = { torch: engine.torch, transformers: hfVersions?.transformers ?? null, pigg: JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version };
-    if (hfVersions?.peft) versions.peft = hfVersions.peft;
-    if (attention) versions['transformers attention'] = attention;
-    const result = {
-      command: `${python ? 'PIGG_HF_PYTHON=<python with transformers> ' : ''}node bench/gpu.mjs ${process.argv.slice(2).join(' ')}`.trim(),
-      device: deviceString(device),
-      date: new Date().toISOString(),
-      versions,
-      rows,
-    };
-    mkdirSync(outDir, { recursive: true });
-    const file = join(outDir, `${name}.json`);
-    writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
-    log(`wrote ${file} (${rows.length} rows)`);
+    save();
+    log(`wrote ${join(outDir, `${name}.json`)} (${rows.length} rows)`);
   } finally {
     rmSync(runDir, { recursive: true, force: true });
   }

@@ -13,15 +13,11 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writePiggOnlyResults } from './pigg-only-results.mjs';
+import { benchArgs, writePiggOnlyResults } from './pigg-only-results.mjs';
 import { syntheticBatch } from './synthetic-batch.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const addon = () => createRequire(import.meta.url)('node-gyp-build')(root);
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
-};
 const VARIANTS = [['fp32', 'master'], ['bf16', 'master'], ['bf16', 'kahan'], ['bf16', 'stochastic'], ['bf16', 'pure']];
 const VOCAB = 151936;
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
@@ -54,10 +50,7 @@ async function child() {
 }
 
 async function main() {
-  const device = arg('device', 'cpu');
-  const steps = arg('steps', '5');
-  const name = arg('name', device.split(':')[0]);
-  const outDir = resolve(arg('out', join(root, 'bench', 'results')));
+  const { device, steps, name, outDir } = benchArgs();
   const work = join(tmpdir(), 'pigg-optimizer-bench');
   const rows = [];
   for (const [dtype, mode] of VARIANTS) {

@@ -7,6 +7,18 @@ import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
+/** The value given after --<name> on the command line, or the fallback. */
+export function arg(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
+}
+
+/** The flags of a pigg-only bench: --device (cpu), --steps (5), --name (the device kind), --out (bench/results). */
+export function benchArgs() {
+  const device = arg('device', 'cpu');
+  return { device, steps: arg('steps', '5'), name: arg('name', device.split(':')[0]), outDir: resolve(arg('out', join(root, 'bench', 'results'))) };
+}
+
 /** Writes <outDir>/<bench>-<name>.json and returns its path. */
 export function writePiggOnlyResults({ bench, name, outDir, device, torch, rows }) {
   const result = {

@@ -199,6 +199,8 @@ TrainerOptions trainerOptionsFrom(const std::string& text) {
   o.schedule = j.value("schedule", o.schedule);
   o.minLrRatio = j.value("minLrRatio", o.minLrRatio);
   o.gradientCheckpointing = j.value("gradientCheckpointing", o.gradientCheckpointing);
+  o.fusedHeadLoss = j.value("fusedHeadLoss", o.fusedHeadLoss);
+  o.headLossChunkRows = j.value("headLossChunkRows", o.headLossChunkRows);
   o.updateMode = parseUpdateMode(j.value("updateMode", std::string("master")));
   o.seed = j.value("seed", o.seed);
   if (j.contains("trainable") && j["trainable"].is_object()) {

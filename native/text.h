@@ -40,6 +40,7 @@ class TextDecoder {
   at::Tensor layer(int64_t index, const at::Tensor& hidden, const AttentionContext& context, KVCache* cache = nullptr, bool training = false) const;
   at::Tensor norm(const at::Tensor& hidden) const;
   at::Tensor logits(const at::Tensor& normed) const;
+  const at::Tensor& headWeight() const { return head_; }
 
   KVCache newCache(int64_t batch, int64_t capacity) const;
   int64_t layers() const { return static_cast<int64_t>(layers_.size()); }

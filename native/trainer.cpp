@@ -13,6 +13,7 @@
 
 #include "device.h"
 #include "error.h"
+#include "head_loss.h"
 #include "rope.h"
 #include "safetensors.h"
 #include "storage.h"
@@ -215,6 +216,7 @@ double Trainer::forwardBackward(const ModelInputs& batch, double scale, int64_t*
   const at::Tensor supervisedTargets = target.index_select(0, positions);
   auto headLoss = [&](const at::Tensor& hidden) {
     const at::Tensor normed = decoder.norm(hidden.reshape({-1, hidden.size(-1)}).index_select(0, positions));
+    if (options_.fusedHeadLoss) return fusedHeadLoss(normed, decoder.headWeight(), supervisedTargets, options_.headLossChunkRows);
     return at::cross_entropy_loss(decoder.logits(normed).to(at::kFloat), supervisedTargets, {}, at::Reduction::Mean, -100);
   };
   const int64_t layers = decoder.layers();

@@ -40,6 +40,10 @@ struct TrainerOptions {
   std::string schedule = "linear";  // linear | cosine | constant
   double minLrRatio = 0.0;   // cosine floor, as a fraction of the peak
   bool gradientCheckpointing = true;
+  // The loss through lm_head in row chunks without the [rows, vocabulary] logits (native/head_loss.h); false: the
+  // plain logits + cross-entropy, for comparison. Same loss either way.
+  bool fusedHeadLoss = true;
+  int64_t headLossChunkRows = 0;  // 0: automatic
   UpdateMode updateMode = UpdateMode::Master;
   TrainableSpec trainable;
   bool lora = false;

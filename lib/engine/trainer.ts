@@ -21,6 +21,13 @@ export interface TrainerOptions {
   minLrRatio?: number;
   gradientCheckpointing?: boolean;
   /**
+   * The loss through lm_head a chunk of rows at a time, without the [supervised tokens, vocabulary] logits tensor
+   * (default true; the same loss and gradients). false computes the plain logits and cross-entropy, for comparison.
+   */
+  fusedHeadLoss?: boolean;
+  /** Rows per chunk of the fused loss; 0 (default): about 64 MiB of fp32 logits per chunk. */
+  headLossChunkRows?: number;
+  /**
    * How bf16 weights take updates: 'master' (fp32 master weights, +4 bytes/parameter), 'kahan' (bf16
    * compensation, +2 bytes/parameter), 'stochastic' (stochastic rounding, no extra memory) or 'pure'
    * (plain bf16 with bf16 moments, as PIGG ran: updates below half an ulp are lost). fp32 weights ignore it.
