@@ -279,7 +279,7 @@ function dirBytes(dir) {
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   const { modelConfig, CONFIG_NAMES, engineVersions, writeSynthDataset, readDataset, QwenTokenizer, buildBatch, toHostTensors, writeSafetensors } = await dist('index.js');
-  const { sampleSpec, DEFAULT_PROMPT } = await dist('experiments/inputs.js');
+  const { sampleSpec, DEFAULT_PROMPT } = await dist('processor/inputs.js');
   const engine = engineVersions();
 
   const config = args.config ?? 'tiny';
