@@ -57,7 +57,9 @@ class JsonParser {
     const id = this.next++;
     return new Promise((resolve, reject) => {
       this.waiting.set(id, (reply) => (reply.error === undefined ? resolve(reply.value) : reject(badRequest('invalid_json', `the request body is not valid JSON (${reply.error})`))));
-      this.worker!.postMessage({ id, bytes });
+      // A body that owns its whole ArrayBuffer moves to the worker: copying 25 MB holds the event loop ~70 ms.
+      const owned = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+      this.worker!.postMessage({ id, bytes }, owned ? [bytes.buffer as ArrayBuffer] : []);
     });
   }
 
