@@ -1,9 +1,10 @@
 // Writing a synthetic dataset: the samples through the dataset writer every converter uses (manifest.ts), the
 // PNGs rasterised from their SVG, all in a temporary sibling folder that then replaces the output folder.
-import { mkdir, mkdtemp, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
+import { writeFolderAtomic } from '../../atomic.js';
 import { writeDataset } from '../manifest.js';
 import type { DatasetInfo, Sample } from '../types.js';
 import { checkInt, resolveSynthConfig, type SynthOptions } from './config.js';
@@ -66,39 +67,37 @@ export async function writeSynthDataset(out: string, options: WriteSynthOptions 
   const existing = await isNonEmptyDir(target);
   if (existing && !options.force) throw new Error(`output directory ${out} is not empty (force replaces it)`);
 
-  await mkdir(path.dirname(target), { recursive: true });
-  const tmp = await mkdtemp(path.join(path.dirname(target), `.${path.basename(target)}.tmp-`));
-  try {
-    const samples: Sample[] = [];
-    const svgs: string[] = [];
-    const counts: Record<string, number> = { samples: 0, explicit: 0, intent: 0, icon_only: 0 };
-    for (const { sample, svg } of synthSamples(config)) {
-      samples.push(sample);
-      svgs.push(svg);
-      counts.samples++;
-      counts[sample.meta!.kind as SynthKind]++;
-    }
-    const info: SynthDatasetInfo = {
-      schema: 'gg-sample/1',
-      name: 'synthphone',
-      source: 'synthetic',
-      created_by: SYNTH_VERSION,
-      coord_space: 'pixel',
-      users: config.users,
-      counts,
-      notes: 'Deterministic synthetic phone screens (datasets.md §6); SVG text and manifest are byte-stable, PNG bytes depend on fonts.',
-      synth: {
-        version: SYNTH_VERSION,
-        seed: config.seed,
-        width: config.width,
-        height: config.height,
-        samples_per_user: config.samplesPerUser,
-        personal: config.personal,
-        global: config.global,
-        p_pref: P_PREF,
-        images,
-      },
-    };
+  const samples: Sample[] = [];
+  const svgs: string[] = [];
+  const counts: Record<string, number> = { samples: 0, explicit: 0, intent: 0, icon_only: 0 };
+  for (const { sample, svg } of synthSamples(config)) {
+    samples.push(sample);
+    svgs.push(svg);
+    counts.samples++;
+    counts[sample.meta!.kind as SynthKind]++;
+  }
+  const info: SynthDatasetInfo = {
+    schema: 'gg-sample/1',
+    name: 'synthphone',
+    source: 'synthetic',
+    created_by: SYNTH_VERSION,
+    coord_space: 'pixel',
+    users: config.users,
+    counts,
+    notes: 'Deterministic synthetic phone screens (datasets.md §6); SVG text and manifest are byte-stable, PNG bytes depend on fonts.',
+    synth: {
+      version: SYNTH_VERSION,
+      seed: config.seed,
+      width: config.width,
+      height: config.height,
+      samples_per_user: config.samplesPerUser,
+      personal: config.personal,
+      global: config.global,
+      p_pref: P_PREF,
+      images,
+    },
+  };
+  await writeFolderAtomic(target, async (tmp) => {
     await writeDataset(tmp, info, samples);
     if (images) {
       for (const user of config.users) await mkdir(path.join(tmp, 'images', user), { recursive: true });
@@ -106,20 +105,6 @@ export async function writeSynthDataset(out: string, options: WriteSynthOptions 
         await sharp(Buffer.from(svgs[i]!)).png().toFile(path.join(tmp, samples[i]!.image));
       });
     }
-    if (existing === undefined) {
-      await rename(tmp, target);
-    } else if (!existing) {
-      await rmdir(target);
-      await rename(tmp, target);
-    } else {
-      const old = `${tmp}-old`;
-      await rename(target, old);
-      await rename(tmp, target);
-      await rm(old, { recursive: true, force: true });
-    }
-    return info;
-  } catch (error) {
-    await rm(tmp, { recursive: true, force: true });
-    throw error;
-  }
+  });
+  return info;
 }
