@@ -5,6 +5,7 @@
 // - writeFileDurable: temp file in the same folder, written and fsynced, renamed over the target, folder fsynced.
 // - appendLineDurable: one write() of the whole line, then fsync; a short write is cut back before the error.
 // - repairTail: a line without its newline at the end of a file (a write torn by a crash) is cut off.
+// - fsyncTree: a folder written file by file (a saved adapter) made durable as a whole.
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -147,4 +148,18 @@ export async function repairTail(file: string): Promise<number> {
   } finally {
     await handle.close();
   }
+}
+
+/** fsyncs every file of a folder (not recursive: adapter folders are flat) and the folder itself. */
+export async function fsyncTree(dir: string): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    const handle = await open(join(dir, entry.name), 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+  await fsyncDir(dir);
 }
