@@ -220,17 +220,18 @@ double Trainer::forwardBackward(const ModelInputs& batch, double scale, int64_t*
     return at::cross_entropy_loss(decoder.logits(normed).to(at::kFloat), supervisedTargets, {}, at::Reduction::Mean, -100);
   };
   const int64_t layers = decoder.layers();
-  const int64_t deepstack = static_cast<int64_t>(vision.deepstack.size());
   at::Tensor visualIndex;
+  // Every layer runs with LoRA dropout on; an abort returns within one layer, and the next step starts from clean
+  // gradients.
+  auto forwardLayers = [&](const at::Tensor& embeds, const LayerHook& around) {
+    return model_.runLayers(embeds, context, visualIndex, vision.deepstack, nullptr, around, /*training=*/true);
+  };
 
   if (!options_.gradientCheckpointing) {
-    at::Tensor hidden = model_.embedWithImages(ids, vision, &visualIndex);
-    for (int64_t l = 0; l < layers; ++l) {
-      at::AutoGradMode record(layerTrainable_[l] || hidden.requires_grad());  // frozen leading layers record nothing
-      checkCancelled();  // an abort returns within one layer; the next step starts from clean gradients
-      hidden = decoder.layer(l, hidden, context, nullptr, true);
-      if (l < deepstack) hidden = addAtPositions(hidden, visualIndex, vision.deepstack[l]);
-    }
+    const at::Tensor hidden = forwardLayers(model_.embedWithImages(ids, vision, &visualIndex), [&](int64_t l, const at::Tensor& input, const LayerRun& run) {
+      at::AutoGradMode record(layerTrainable_[l] || input.requires_grad());  // frozen leading layers record nothing
+      return run(input);
+    });
     const at::Tensor loss = headLoss(hidden);
     (loss * scale).backward();
     return loss.item<double>();
@@ -244,14 +245,11 @@ double Trainer::forwardBackward(const ModelInputs& batch, double scale, int64_t*
   at::Tensor hidden;
   {
     at::NoGradGuard noGrad;
-    hidden = model_.embedWithImages(ids, vision, &visualIndex);
-    for (int64_t l = 0; l < layers; ++l) {
-      layerInputs.push_back(hidden);
+    hidden = forwardLayers(model_.embedWithImages(ids, vision, &visualIndex), [&](int64_t, const at::Tensor& input, const LayerRun& run) {
+      layerInputs.push_back(input);
       if (replayRng) rngStates.push_back(rng.get_state());
-      checkCancelled();  // an abort returns within one layer; the next step starts from clean gradients
-      hidden = decoder.layer(l, hidden, context, nullptr, true);
-      if (l < deepstack) hidden = addAtPositions(hidden, visualIndex, vision.deepstack[l]);
-    }
+      return run(input);
+    });
   }
   const at::Tensor endState = replayRng ? rng.get_state() : at::Tensor();
   const at::Tensor last = hidden.detach().requires_grad_(true);
@@ -264,9 +262,7 @@ double Trainer::forwardBackward(const ModelInputs& batch, double scale, int64_t*
   for (int64_t l = layers - 1; l >= lowest; --l) {
     const at::Tensor input = layerInputs[l].detach().requires_grad_(true);
     if (replayRng) rng.set_state(rngStates[l]);
-    checkCancelled();
-    at::Tensor output = decoder.layer(l, input, context, nullptr, true);
-    if (l < deepstack) output = addAtPositions(output, visualIndex, vision.deepstack[l]);
+    const at::Tensor output = model_.runLayer(l, input, context, visualIndex, vision.deepstack, nullptr, /*training=*/true);
     torch::autograd::backward({output}, {grad}, /*keep_graph=*/visionTrainable);
     grad = input.grad();
     layerInputs[l] = at::Tensor();  // free as we go
