@@ -16,7 +16,7 @@
 #include "config.h"
 #include "control.h"
 #include "grammar.h"
-#include "sampling_options.h"
+#include "options.h"
 #include "text.h"
 #include "vision.h"
 
@@ -28,28 +28,6 @@ struct ModelInputs {
   at::Tensor labels;         // int64 [B, L], optional; aligned with inputIds (not shifted), -100 = ignore
   at::Tensor pixelValues;    // float [Np, C*Tp*P*P], optional
   at::Tensor imageGridThw;   // int64 [n_images, 3], optional
-};
-
-struct LoadOptions {
-  std::string device = "cpu";  // "cpu", "cuda", "cuda:1"
-  std::string dtype = "fp32";  // "fp32" or "bf16"
-  int threads = 0;             // CPU threads for libtorch; 0 = all cores
-  bool allowTf32 = false;      // fp32 on CUDA: TF32 matmuls are off unless asked for (parity)
-};
-
-struct GenerateOptions {
-  int64_t maxNewTokens = 512;
-  std::vector<int64_t> eosTokenIds;  // empty: never stop early
-  bool returnStepLogits = false;
-  // Per row, each empty or one entry per row: the row's registered adapter ("" = the base model), its grammar
-  // (null = unconstrained), and a control whose abort stops that row alone.
-  std::vector<std::string> rowAdapters;
-  std::vector<std::shared_ptr<const Grammar>> rowGrammars;
-  std::vector<std::shared_ptr<CallControl>> rowControls;
-  // Empty (every row greedy) or one entry per row: temperature 0 is greedy (picker.h).
-  std::vector<SamplingOptions> rowSampling;
-  // Called after each step with that step's token of every row (streaming); finished rows repeat the pad id.
-  std::function<void(const std::vector<int64_t>&)> onStep;
 };
 
 using TensorMap = std::map<std::string, at::Tensor>;

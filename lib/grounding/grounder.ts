@@ -14,7 +14,7 @@ import { basename } from 'node:path';
 import type { Sample } from '../data/types.js';
 import { fromGrid } from '../data/metrics.js';
 import { buildInstructionPrompt, PARSERS, readAnswer, type AnswerStyle, type ParserName } from '../data/parse.js';
-import { Qwen3VL, type AdapterInfo, type GenerateOptions, type GenerateResult, type GrammarHandle, type GrammarTables, type VocabularyBytes, type LoadCallOptions, type NamedTensors } from '../engine/model.js';
+import { engineDefaults, Qwen3VL, type AdapterInfo, type GenerateOptions, type GenerateResult, type GrammarHandle, type GrammarTables, type VocabularyBytes, type LoadCallOptions, type NamedTensors } from '../engine/model.js';
 import { checkSampling, type SamplingOptions } from '../engine/sampling.js';
 import { PIGG_PIXELS, processImage, type ImageProcessorOptions } from '../processor/image.js';
 import { ImagePool, type ImageProcessor } from '../processor/image-pool.js';
@@ -26,8 +26,6 @@ import { abortError, Batcher, type BatchRow } from './batcher.js';
 import { answerGrammar, tokenBytes, type ConstrainStyle } from './grammar.js';
 import { InputChecker, type CheckedInput, type InputLimits } from './validate.js';
 
-/** PIGG's generation budget. */
-export const DEFAULT_MAX_NEW_TOKENS = 512;
 export const DEFAULT_MAX_BATCH = 8;
 
 /** A grammar, 'auto' (the prompt style's) or 'none'. */
@@ -53,7 +51,7 @@ export interface GrounderSettings {
   sampling?: SamplingOptions | null;
   /** Pixel limits and resampler; default PIGG's (max_pixels 1280*28*28). */
   image?: ImageProcessorOptions;
-  /** Generation budget per request (default 512, PIGG's). */
+  /** Generation budget per request (default: the engine's generate default, PIGG's budget). */
   maxNewTokens?: number;
   /** Concurrent ground() calls join one generate call, up to this many rows (default 8). */
   maxBatch?: number;
@@ -361,7 +359,7 @@ export class Grounder implements AsyncDisposable {
     this.constrain = resolveConstrain(settings.constrain, this.style);
     this.parser = resolveParser(settings.parser);
     this.sampling = resolveSampling(settings.sampling);
-    this.maxNewTokens = positiveInteger('maxNewTokens', settings.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS);
+    this.maxNewTokens = positiveInteger('maxNewTokens', settings.maxNewTokens ?? engineDefaults().generate.maxNewTokens);
     this.maxBatch = positiveInteger('maxBatch', settings.maxBatch ?? DEFAULT_MAX_BATCH);
     this.image = { ...PIGG_PIXELS, ...settings.image };
     this.checker = new InputChecker(tokenizer, settings.input);
