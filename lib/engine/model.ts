@@ -49,6 +49,7 @@ export const FORWARD_OUTPUTS = [
 ] as const;
 export type ForwardOutput = (typeof FORWARD_OUTPUTS)[number];
 
+/** What a generate call leaves out takes the engine's default (engineDefaults().generate). */
 export interface GenerateOptions {
   maxNewTokens?: number;
   /** Stop ids; defaults to the model's (config.json + generation_config.json). An empty array never stops early. */
@@ -116,7 +117,7 @@ export class Qwen3VL {
     return this.handle;
   }
 
-  info(): Promise<ModelInfo> {
+  async info(): Promise<ModelInfo> {
     return this.live().info();
   }
 
@@ -159,7 +160,7 @@ export class Qwen3VL {
    * Keeps a PEFT LoRA adapter beside the base weights under `name` (replacing one of that name); generate rows
    * pick it through `adapters`. Reading the folder does not wait for running calls.
    */
-  registerAdapter(name: string, dir: string): Promise<AdapterInfo> {
+  async registerAdapter(name: string, dir: string): Promise<AdapterInfo> {
     return this.live().registerAdapter(name, dir);
   }
 
@@ -203,7 +204,7 @@ export class Qwen3VL {
 }
 
 /** Validates a checkpoint folder (config, safetensors headers, names and shapes) without loading its data. */
-export function inspectCheckpoint(dir: string): Promise<CheckpointSummary> {
+export async function inspectCheckpoint(dir: string): Promise<CheckpointSummary> {
   return native().inspect(dir);
 }
 

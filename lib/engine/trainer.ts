@@ -48,7 +48,7 @@ export class Trainer {
     return this.live().loadState(dir);
   }
 
-  info(): Promise<TrainerInfo> {
+  async info(): Promise<TrainerInfo> {
     return this.live().info();
   }
 
