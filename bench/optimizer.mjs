@@ -35,17 +35,17 @@ async function child() {
   const engine = addon();
   const model = await engine.load(modelDir, { dtype, device });
   const inputs = syntheticBatch(1, 16, VOCAB);
-  const trainer = await model.createTrainer(JSON.stringify({ learningRate: 1e-4, weightDecay: 0.01, updateMode, gradientCheckpointing: false }));
+  const trainer = await model.createTrainer({ learningRate: 1e-4, weightDecay: 0.01, updateMode, gradientCheckpointing: false });
   await trainer.step([inputs]); // warm-up: allocates the gradients and the optimizer state
   const times = [], optimizer = [];
   for (let k = 0; k < Number(steps); k++) {
-    const report = JSON.parse(await trainer.step([inputs]));
+    const report = await trainer.step([inputs]);
     times.push(report.seconds);
     optimizer.push(report.optimizerSeconds ?? NaN); // NaN: an engine from before the report had it
   }
-  const info = JSON.parse(await model.info());
+  const info = await model.info();
   console.log(JSON.stringify({ step: median(times), optimizer: median(optimizer), peakRss: process.resourceUsage().maxRSS * 1024,
-    peakDevice: info.deviceMemory?.peakAllocated ?? null, parameters: JSON.parse(await trainer.info()).trainableParameters }));
+    peakDevice: info.deviceMemory?.peakAllocated ?? null, parameters: (await trainer.info()).trainableParameters }));
   model.dispose();
 }
 

@@ -42,7 +42,7 @@ async function child() {
   const [modelDir, dtype, updateMode, checkpointing, steps, batch, seq] = process.argv.slice(3);
   const engine = addon();
   const model = await engine.load(modelDir, { dtype });
-  const vocab = JSON.parse(await model.info()).config.text.vocab;
+  const vocab = (await model.info()).config.text.vocab;
   const inputs = syntheticBatch(Number(batch), Number(seq), vocab);
   // Baseline: the loaded model, before the trainer allocates moments (torch's AdamW allocates them lazily in
   // its first step, so both sides count moments, gradients and activations above this line).
@@ -50,13 +50,13 @@ async function child() {
   const touch = syntheticBatch(1, 8, vocab);
   await model.forward({ input_ids: touch.input_ids, attention_mask: touch.attention_mask }, ['logits']);
   const baselineKiB = process.resourceUsage().maxRSS;
-  const trainer = await model.createTrainer(JSON.stringify({ learningRate: 1e-4, updateMode, gradientCheckpointing: checkpointing === '1' }));
+  const trainer = await model.createTrainer({ learningRate: 1e-4, updateMode, gradientCheckpointing: checkpointing === '1' });
   await trainer.step([inputs]); // warm-up (first-touch allocations, kernel selection)
   const times = [];
   let tokens = 0, inputTokens = 0;
   for (let k = 0; k < Number(steps); k++) {
     const start = performance.now();
-    const report = JSON.parse(await trainer.step([inputs]));
+    const report = await trainer.step([inputs]);
     times.push((performance.now() - start) / 1000);
     tokens = report.tokens;
     inputTokens = report.inputTokens;

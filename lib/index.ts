@@ -4,8 +4,8 @@
 // experiment runners (eval, global, personalized, predict, training, demo, presets); the Grounder and its answer
 // grammars; serving (serve, startServer); the report (writeReport) and visualizations; and learning from feedback
 // (Personalizer, FeedbackStore).
-export { Qwen3VL, inspectCheckpoint, engineVersions, FORWARD_OUTPUTS } from './engine/model.js';
-export type { LoadOptions, LoadCallOptions, ModelInfo, CheckpointSummary, GenerateOptions, GenerateResult, ForwardOutput, NamedTensors, AdapterInfo, GrammarHandle } from './engine/model.js';
+export { Qwen3VL, inspectCheckpoint, engineVersions, engineDefaults, FORWARD_OUTPUTS } from './engine/model.js';
+export type { LoadOptions, LoadCallOptions, ModelInfo, CheckpointSummary, EngineDefaults, GenerateOptions, GenerateResult, ForwardOutput, NamedTensors, AdapterInfo, GrammarHandle } from './engine/model.js';
 export { Trainer } from './engine/trainer.js';
 export type { TrainerOptions, StepReport, TrainerInfo } from './engine/trainer.js';
 export { initRandomModel, modelConfig, CONFIG_NAMES } from './engine/configs.js';
@@ -33,7 +33,7 @@ export { runEval, runTrainGlobal, runPersonalize, type ProgressEvent } from './e
 export { predict } from './experiments/predict.js';
 export { scoreRecord, type EvalRecord } from './data/records.js';
 export { PIGG_EXACT, type PromptSettings, type Decoding } from './processor/inputs.js';
-export { Grounder, CONSTRAIN_OPTIONS, DEFAULT_MAX_BATCH, DEFAULT_MAX_NEW_TOKENS, longestAnswerBytes } from './grounding/grounder.js';
+export { Grounder, CONSTRAIN_OPTIONS, DEFAULT_MAX_BATCH, longestAnswerBytes } from './grounding/grounder.js';
 export { answerGrammar, tokenBytes, allowedTokens, advanceState } from './grounding/grammar.js';
 export type { ConstrainStyle, CompiledGrammar, TokenBytes } from './grounding/grammar.js';
 export { serve, adapterFolders, type ServeOptions, type Serving } from './serve/serve.js';

@@ -180,51 +180,6 @@ class Trainer {
 
 namespace {
 
-TrainerOptions trainerOptionsFrom(const std::string& text) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& error) {
-    throw Error(std::string("trainer options are not valid JSON: ") + error.what());
-  }
-  TrainerOptions o;
-  o.learningRate = j.value("learningRate", o.learningRate);
-  o.beta1 = j.value("beta1", o.beta1);
-  o.beta2 = j.value("beta2", o.beta2);
-  o.epsilon = j.value("epsilon", o.epsilon);
-  o.weightDecay = j.value("weightDecay", o.weightDecay);
-  o.maxGradNorm = j.value("maxGradNorm", o.maxGradNorm);
-  o.warmupSteps = j.value("warmupSteps", o.warmupSteps);
-  o.totalSteps = j.value("totalSteps", o.totalSteps);
-  o.schedule = j.value("schedule", o.schedule);
-  o.minLrRatio = j.value("minLrRatio", o.minLrRatio);
-  o.gradientCheckpointing = j.value("gradientCheckpointing", o.gradientCheckpointing);
-  o.fusedHeadLoss = j.value("fusedHeadLoss", o.fusedHeadLoss);
-  o.headLossChunkRows = j.value("headLossChunkRows", o.headLossChunkRows);
-  o.updateMode = parseUpdateMode(j.value("updateMode", std::string("master")));
-  o.seed = j.value("seed", o.seed);
-  if (j.contains("trainable") && j["trainable"].is_object()) {
-    const json& t = j["trainable"];
-    o.trainable.vision = t.value("vision", o.trainable.vision);
-    o.trainable.aligner = t.value("aligner", o.trainable.aligner);
-    o.trainable.embeddings = t.value("embeddings", o.trainable.embeddings);
-    o.trainable.lmHead = t.value("lmHead", o.trainable.lmHead);
-    o.trainable.lastLayers = t.value("lastLayers", o.trainable.lastLayers);
-  }
-  if (j.contains("lora") && j["lora"].is_object()) {
-    const json& l = j["lora"];
-    o.lora = true;
-    o.trainable.loraOnly = l.value("loraOnly", true);
-    o.loraOptions.rank = l.value("rank", o.loraOptions.rank);
-    o.loraOptions.alpha = l.value("alpha", o.loraOptions.alpha);
-    o.loraOptions.dropout = l.value("dropout", o.loraOptions.dropout);
-    if (l.contains("targets")) o.loraOptions.targets = l["targets"].get<std::vector<std::string>>();
-    o.loraInit = l.value("init", std::string());
-    o.loraAside = l.value("aside", false);
-  }
-  return o;
-}
-
 json reportJson(const StepReport& r) {
   return {{"step", r.step}, {"loss", r.loss}, {"learningRate", r.learningRate}, {"gradNorm", r.gradNorm}, {"tokens", r.tokens},
           {"inputTokens", r.inputTokens}, {"microBatches", r.microBatches}, {"seconds", r.seconds},
@@ -233,11 +188,10 @@ json reportJson(const StepReport& r) {
 
 }  // namespace
 
-std::shared_ptr<Trainer> createTrainer(const std::shared_ptr<Model>& model, const std::string& optionsJson) {
+std::shared_ptr<Trainer> createTrainer(const std::shared_ptr<Model>& model, const TrainerOptions& options) {
   std::lock_guard<std::mutex> lock(model->mutex);
   auto trainer = std::make_shared<Trainer>();
   trainer->model = model;
-  const TrainerOptions options = trainerOptionsFrom(optionsJson);
   trainer->engine = guarded([&] { return std::make_unique<pigg::Trainer>(*model->engine, options); });
   return trainer;
 }
@@ -299,8 +253,7 @@ void initRandomCheckpoint(const std::string& configJson, const std::string& dir,
 std::shared_ptr<Model> loadModel(const std::string& dir, const LoadOptions& options, CallControl* control) {
   ControlScope scope(control);
   auto model = std::make_shared<Model>();
-  pigg::LoadOptions engineOptions{options.device, options.dtype, options.threads, options.allowTf32};
-  model->engine = guarded([&] { return Qwen3VL::load(dir, engineOptions); });
+  model->engine = guarded([&] { return Qwen3VL::load(dir, options); });
   return model;
 }
 
@@ -336,15 +289,8 @@ NamedTensors forward(Model& model, const NamedTensors& inputs, const std::vector
 NamedTensors generate(Model& model, const NamedTensors& inputs, const GenerateOptions& options, CallControl* control) {
   std::lock_guard<std::mutex> lock(model.mutex);
   ControlScope scope(control);
-  pigg::GenerateOptions engineOptions;
-  engineOptions.maxNewTokens = options.maxNewTokens;
-  engineOptions.eosTokenIds = options.eosTokenIds.empty() && options.useConfigEos ? model.engine->config().eosTokenIds : options.eosTokenIds;
-  engineOptions.returnStepLogits = options.returnStepLogits;
-  engineOptions.rowAdapters = options.rowAdapters;
-  engineOptions.rowGrammars = options.rowGrammars;
-  engineOptions.rowControls = options.rowControls;
-  engineOptions.rowSampling = options.rowSampling;
-  engineOptions.onStep = options.onStep;
+  GenerateOptions engineOptions = options;
+  if (options.eosTokenIds.empty() && options.useConfigEos) engineOptions.eosTokenIds = model.engine->config().eosTokenIds;
   return guarded([&] { return toHostMap(model.engine->generate(toModelInputs(inputs), engineOptions)); });
 }
 

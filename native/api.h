@@ -10,7 +10,7 @@
 
 #include "control.h"
 #include "grammar_tables.h"
-#include "sampling_options.h"
+#include "options.h"
 
 namespace pigg {
 class Grammar;  // grammar.h
@@ -23,6 +23,10 @@ using pigg::CallControl;
 using pigg::Grammar;
 using pigg::GrammarTables;
 using pigg::SamplingOptions;
+// The call options (options.h): their defaults are the engine's only ones.
+using pigg::GenerateOptions;
+using pigg::LoadOptions;
+using pigg::TrainerOptions;
 
 enum class DType { F32, F16, BF16, F64, I64, I32, U8, BOOL };
 
@@ -35,27 +39,6 @@ struct HostTensor {
 };
 
 using NamedTensors = std::vector<std::pair<std::string, HostTensor>>;
-
-struct LoadOptions {
-  std::string device = "cpu";
-  std::string dtype = "fp32";
-  int threads = 0;
-  bool allowTf32 = false;
-};
-
-struct GenerateOptions {
-  int64_t maxNewTokens = 512;
-  std::vector<int64_t> eosTokenIds;
-  bool useConfigEos = true;  // eosTokenIds empty and this set: the config's eos ids
-  bool returnStepLogits = false;
-  // Per row (each empty or one entry per row): registered adapter name ("" = none), grammar (null = none),
-  // and a control whose abort stops that row alone.
-  std::vector<std::string> rowAdapters;
-  std::vector<std::shared_ptr<const Grammar>> rowGrammars;
-  std::vector<std::shared_ptr<CallControl>> rowControls;
-  std::vector<SamplingOptions> rowSampling;  // empty or one per row (temperature 0: greedy)
-  std::function<void(const std::vector<int64_t>&)> onStep;  // each step's token per row (streaming)
-};
 
 class Model;  // defined in api.cpp
 
@@ -80,8 +63,8 @@ void setAdapterBudget(Model& model, int64_t deviceBytes);
 std::shared_ptr<const Grammar> createGrammar(GrammarTables tables);
 class Trainer;  // defined in api.cpp
 
-// Trainer options as JSON (see lib/engine/trainer.ts for the fields); the trainer keeps the model alive.
-std::shared_ptr<Trainer> createTrainer(const std::shared_ptr<Model>& model, const std::string& optionsJson);
+// The trainer keeps the model alive.
+std::shared_ptr<Trainer> createTrainer(const std::shared_ptr<Model>& model, const TrainerOptions& options);
 // One optimizer step over the micro-batches; the step report as JSON. An aborted step applies no update.
 std::string trainerStep(Trainer& trainer, const std::vector<NamedTensors>& microBatches, CallControl* control = nullptr);
 NamedTensors trainerGradients(Trainer& trainer, const NamedTensors& batch, const std::vector<std::string>& names);

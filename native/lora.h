@@ -8,17 +8,10 @@
 #include <utility>
 #include <vector>
 
+#include "options.h"
 #include "text.h"
 
 namespace pigg {
-
-struct LoraOptions {
-  int64_t rank = 8;
-  double alpha = 32.0;
-  double dropout = 0.1;
-  // Module names as peft matches them: all linear layers of the language model by default.
-  std::vector<std::string> targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-};
 
 // Every linear layer of the decoder with its HF module path, layer by layer in kLayerLinears order
 // (q, k, v, o, gate, up, down): linear i is projection i % kLayerLinears of layer i / kLayerLinears.

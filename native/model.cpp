@@ -121,13 +121,18 @@ at::Tensor addAtPositions(const at::Tensor& hidden, const at::Tensor& visualInde
   return hidden.reshape({-1, width}).index_add(0, visualIndex, feature.to(hidden.scalar_type())).view(hidden.sizes());
 }
 
+at::Tensor Qwen3VL::runLayer(int64_t l, const at::Tensor& hidden, const AttentionContext& context, const at::Tensor& visualIndex,
+                             const std::vector<at::Tensor>& deepstack, KVCache* cache, bool training) {
+  checkCancelled();  // an abort returns within one layer
+  const at::Tensor output = text_->layer(l, hidden, context, cache, training);
+  return l < static_cast<int64_t>(deepstack.size()) ? addAtPositions(output, visualIndex, deepstack[l]) : output;
+}
+
 at::Tensor Qwen3VL::runLayers(at::Tensor hidden, const AttentionContext& context, const at::Tensor& visualIndex,
-                              const std::vector<at::Tensor>& deepstack, KVCache* cache, std::vector<at::Tensor>* layerOutputs) {
+                              const std::vector<at::Tensor>& deepstack, KVCache* cache, const LayerHook& around, bool training) {
   for (int64_t l = 0; l < text_->layers(); ++l) {
-    checkCancelled();  // an abort returns within one layer
-    hidden = text_->layer(l, hidden, context, cache);
-    if (l < static_cast<int64_t>(deepstack.size())) hidden = addAtPositions(hidden, visualIndex, deepstack[l]);
-    if (layerOutputs) layerOutputs->push_back(hidden);
+    const LayerRun run = [&, l](const at::Tensor& input) { return runLayer(l, input, context, visualIndex, deepstack, cache, training); };
+    hidden = around ? around(l, hidden, run) : run(hidden);
   }
   return hidden;
 }
@@ -190,7 +195,8 @@ TensorMap Qwen3VL::forward(const ModelInputs& inputs, const std::set<std::string
     out["text_rotary_sin"] = sin;
   }
   std::vector<at::Tensor> layerOutputs;
-  hidden = runLayers(hidden, context, visualIndex, vision.deepstack, nullptr, want("decoder_layer_outputs") ? &layerOutputs : nullptr);
+  const LayerHook keepOutputs = [&](int64_t, const at::Tensor& input, const LayerRun& run) { return layerOutputs.emplace_back(run(input)); };
+  hidden = runLayers(hidden, context, visualIndex, vision.deepstack, nullptr, want("decoder_layer_outputs") ? keepOutputs : nullptr);
   if (!layerOutputs.empty()) out["decoder_layer_outputs"] = at::stack(layerOutputs);
   const at::Tensor normed = text_->norm(hidden);
   out["last_hidden_state"] = normed;

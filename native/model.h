@@ -16,7 +16,7 @@
 #include "config.h"
 #include "control.h"
 #include "grammar.h"
-#include "sampling_options.h"
+#include "options.h"
 #include "text.h"
 #include "vision.h"
 
@@ -30,29 +30,13 @@ struct ModelInputs {
   at::Tensor imageGridThw;   // int64 [n_images, 3], optional
 };
 
-struct LoadOptions {
-  std::string device = "cpu";  // "cpu", "cuda", "cuda:1"
-  std::string dtype = "fp32";  // "fp32" or "bf16"
-  int threads = 0;             // CPU threads for libtorch; 0 = all cores
-  bool allowTf32 = false;      // fp32 on CUDA: TF32 matmuls are off unless asked for (parity)
-};
-
-struct GenerateOptions {
-  int64_t maxNewTokens = 512;
-  std::vector<int64_t> eosTokenIds;  // empty: never stop early
-  bool returnStepLogits = false;
-  // Per row, each empty or one entry per row: the row's registered adapter ("" = the base model), its grammar
-  // (null = unconstrained), and a control whose abort stops that row alone.
-  std::vector<std::string> rowAdapters;
-  std::vector<std::shared_ptr<const Grammar>> rowGrammars;
-  std::vector<std::shared_ptr<CallControl>> rowControls;
-  // Empty (every row greedy) or one entry per row: temperature 0 is greedy (picker.h).
-  std::vector<SamplingOptions> rowSampling;
-  // Called after each step with that step's token of every row (streaming); finished rows repeat the pad id.
-  std::function<void(const std::vector<int64_t>&)> onStep;
-};
-
 using TensorMap = std::map<std::string, at::Tensor>;
+
+// What a caller adds around each layer of Qwen3VL::runLayers: it gets the layer's index and input and must call
+// `run` (the layer with its DeepStack add) and return its output. Training records a graph only where needed and
+// keeps layer inputs and RNG states for checkpointing; forward keeps every layer's output.
+using LayerRun = std::function<at::Tensor(const at::Tensor& input)>;
+using LayerHook = std::function<at::Tensor(int64_t layer, const at::Tensor& input, const LayerRun& run)>;
 
 // The forward-output names of the fixture layout.
 const std::set<std::string>& forwardOutputNames();
@@ -82,10 +66,14 @@ class Qwen3VL {
   void validate(const ModelInputs& inputs) const;
   // Token embeddings with the vision rows written into the image-token positions.
   at::Tensor embedWithImages(const at::Tensor& inputIds, const VisionOutputs& vision, at::Tensor* visualIndex) const;
-  // The decoder layers over hidden, adding DeepStack feature j at the visual positions after layer j; with a
-  // cache the new keys/values are written at cache->length. Each layer's output goes to layerOutputs if given.
+  // Decoder layer l on hidden, then DeepStack feature l (if any) added at the visual positions; with a cache the
+  // new keys/values are written at cache->length; training turns LoRA dropout on. Checks for an abort first.
+  at::Tensor runLayer(int64_t l, const at::Tensor& hidden, const AttentionContext& context, const at::Tensor& visualIndex,
+                      const std::vector<at::Tensor>& deepstack, KVCache* cache = nullptr, bool training = false);
+  // Every decoder layer in order through runLayer; `around` (if given) wraps each one (see LayerHook).
   at::Tensor runLayers(at::Tensor hidden, const AttentionContext& context, const at::Tensor& visualIndex,
-                       const std::vector<at::Tensor>& deepstack, KVCache* cache = nullptr, std::vector<at::Tensor>* layerOutputs = nullptr);
+                       const std::vector<at::Tensor>& deepstack, KVCache* cache = nullptr, const LayerHook& around = nullptr,
+                       bool training = false);
   // Rotary tables (compute dtype) and the additive mask (undefined when none is needed) of a full forward.
   AttentionContext attentionContext(const at::Tensor& positionIds, const at::Tensor& attentionMask) const;
 

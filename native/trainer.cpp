@@ -39,25 +39,7 @@ at::Tensor stochasticRound(const at::Tensor& value32, at::Generator& generator) 
   return ((bits + noise) & static_cast<int32_t>(0xFFFF0000)).view(at::kFloat).to(at::kBFloat16);
 }
 
-const char* updateModeName(UpdateMode mode) {
-  switch (mode) {
-    case UpdateMode::Master: return "master";
-    case UpdateMode::Kahan: return "kahan";
-    case UpdateMode::Stochastic: return "stochastic";
-    case UpdateMode::Pure: return "pure";
-  }
-  return "master";
-}
-
 }  // namespace
-
-UpdateMode parseUpdateMode(const std::string& name) {
-  if (name == "master") return UpdateMode::Master;
-  if (name == "kahan") return UpdateMode::Kahan;
-  if (name == "stochastic") return UpdateMode::Stochastic;
-  if (name == "pure" || name == "bf16") return UpdateMode::Pure;
-  throw Error("unknown update mode '" + name + "' (use master, kahan, stochastic or pure)");
-}
 
 Trainer::Trainer(Qwen3VL& model, const TrainerOptions& options)
     : model_(model), options_(options), generator_(at::globalContext().defaultGenerator(model.device()).clone()) {
@@ -74,8 +56,9 @@ Trainer::Trainer(Qwen3VL& model, const TrainerOptions& options)
     device.set_current_seed(options.seed);
   }
   const TrainableSpec& spec = options.trainable;
+  const bool baseFrozen = options.lora && options.loraOnly;
   const int64_t layers = model.config().text.layers;
-  const int64_t firstTrainable = spec.loraOnly ? layers : (spec.lastLayers < 0 ? 0 : std::max<int64_t>(0, layers - spec.lastLayers));
+  const int64_t firstTrainable = baseFrozen ? layers : (spec.lastLayers < 0 ? 0 : std::max<int64_t>(0, layers - spec.lastLayers));
   layerTrainable_.assign(layers, false);
   for (auto& [name, tensor] : model.mutableWeights().tensors) tensor.requires_grad_(false);
   for (const auto& [name, tensor] : model.weights().tensors) {
@@ -84,7 +67,7 @@ Trainer::Trainer(Qwen3VL& model, const TrainerOptions& options)
       trainable = spec.aligner;
     } else if (name.rfind("model.visual.", 0) == 0) {
       trainable = spec.vision;
-    } else if (spec.loraOnly) {
+    } else if (baseFrozen) {
       trainable = false;
     } else if (name == "model.language_model.embed_tokens.weight") {
       trainable = spec.embeddings;
@@ -101,7 +84,7 @@ Trainer::Trainer(Qwen3VL& model, const TrainerOptions& options)
     if (trainable) registerParameter(name, tensor);
   }
   if (options.lora) {
-    if (options.loraAside && !spec.loraOnly) throw Error("loraAside trains beside inference, so the base model must stay frozen (loraOnly)");
+    if (options.loraAside && !baseFrozen) throw Error("loraAside trains beside inference, so the base model must stay frozen (loraOnly)");
     if (!options.loraInit.empty()) {
       // Continue from an adapter: its weights, rank, alpha and targets (the dropout stays this run's).
       const LoraWeights init = readLoraAdapter(model.text(), options.loraInit);
@@ -220,17 +203,18 @@ double Trainer::forwardBackward(const ModelInputs& batch, double scale, int64_t*
     return at::cross_entropy_loss(decoder.logits(normed).to(at::kFloat), supervisedTargets, {}, at::Reduction::Mean, -100);
   };
   const int64_t layers = decoder.layers();
-  const int64_t deepstack = static_cast<int64_t>(vision.deepstack.size());
   at::Tensor visualIndex;
+  // Every layer runs with LoRA dropout on; an abort returns within one layer, and the next step starts from clean
+  // gradients.
+  auto forwardLayers = [&](const at::Tensor& embeds, const LayerHook& around) {
+    return model_.runLayers(embeds, context, visualIndex, vision.deepstack, nullptr, around, /*training=*/true);
+  };
 
   if (!options_.gradientCheckpointing) {
-    at::Tensor hidden = model_.embedWithImages(ids, vision, &visualIndex);
-    for (int64_t l = 0; l < layers; ++l) {
-      at::AutoGradMode record(layerTrainable_[l] || hidden.requires_grad());  // frozen leading layers record nothing
-      checkCancelled();  // an abort returns within one layer; the next step starts from clean gradients
-      hidden = decoder.layer(l, hidden, context, nullptr, true);
-      if (l < deepstack) hidden = addAtPositions(hidden, visualIndex, vision.deepstack[l]);
-    }
+    const at::Tensor hidden = forwardLayers(model_.embedWithImages(ids, vision, &visualIndex), [&](int64_t l, const at::Tensor& input, const LayerRun& run) {
+      at::AutoGradMode record(layerTrainable_[l] || input.requires_grad());  // frozen leading layers record nothing
+      return run(input);
+    });
     const at::Tensor loss = headLoss(hidden);
     (loss * scale).backward();
     return loss.item<double>();
@@ -244,14 +228,11 @@ double Trainer::forwardBackward(const ModelInputs& batch, double scale, int64_t*
   at::Tensor hidden;
   {
     at::NoGradGuard noGrad;
-    hidden = model_.embedWithImages(ids, vision, &visualIndex);
-    for (int64_t l = 0; l < layers; ++l) {
-      layerInputs.push_back(hidden);
+    hidden = forwardLayers(model_.embedWithImages(ids, vision, &visualIndex), [&](int64_t, const at::Tensor& input, const LayerRun& run) {
+      layerInputs.push_back(input);
       if (replayRng) rngStates.push_back(rng.get_state());
-      checkCancelled();  // an abort returns within one layer; the next step starts from clean gradients
-      hidden = decoder.layer(l, hidden, context, nullptr, true);
-      if (l < deepstack) hidden = addAtPositions(hidden, visualIndex, vision.deepstack[l]);
-    }
+      return run(input);
+    });
   }
   const at::Tensor endState = replayRng ? rng.get_state() : at::Tensor();
   const at::Tensor last = hidden.detach().requires_grad_(true);
@@ -259,14 +240,12 @@ double Trainer::forwardBackward(const ModelInputs& batch, double scale, int64_t*
   (loss * scale).backward();
   at::Tensor grad = last.grad();
   // Below the lowest trainable layer nothing needs a gradient, unless the embeddings or vision side train.
-  const bool inputsTrain = options_.trainable.embeddings && !options_.trainable.loraOnly;
+  const bool inputsTrain = options_.trainable.embeddings && !(options_.lora && options_.loraOnly);
   const int64_t lowest = inputsTrain || visionTrainable ? 0 : static_cast<int64_t>(std::find(layerTrainable_.begin(), layerTrainable_.end(), true) - layerTrainable_.begin());
   for (int64_t l = layers - 1; l >= lowest; --l) {
     const at::Tensor input = layerInputs[l].detach().requires_grad_(true);
     if (replayRng) rng.set_state(rngStates[l]);
-    checkCancelled();
-    at::Tensor output = decoder.layer(l, input, context, nullptr, true);
-    if (l < deepstack) output = addAtPositions(output, visualIndex, vision.deepstack[l]);
+    const at::Tensor output = model_.runLayer(l, input, context, visualIndex, vision.deepstack, nullptr, /*training=*/true);
     torch::autograd::backward({output}, {grad}, /*keep_graph=*/visionTrainable);
     grad = input.grad();
     layerInputs[l] = at::Tensor();  // free as we go

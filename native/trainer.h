@@ -15,46 +15,9 @@
 
 #include "lora.h"
 #include "model.h"
+#include "options.h"
 
 namespace pigg {
-
-struct TrainableSpec {
-  bool vision = false;       // patch embedding, position table, vision blocks
-  bool aligner = false;      // merger and DeepStack mergers
-  bool embeddings = true;    // embed_tokens (and a tied head)
-  bool lmHead = true;        // an untied lm_head
-  int64_t lastLayers = -1;   // -1: every decoder layer (and the final norm); N: only the last N
-  bool loraOnly = false;     // with LoRA: the base model stays frozen
-};
-
-// How bf16 weights receive updates too small for bf16 (an lr-1e-6 step is below half an ulp of a typical weight).
-enum class UpdateMode { Master, Kahan, Stochastic, Pure };
-
-struct TrainerOptions {
-  double learningRate = 2e-5;
-  double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8;
-  double weightDecay = 0.0;
-  double maxGradNorm = 1.0;  // <= 0 disables clipping
-  int64_t warmupSteps = 0;
-  int64_t totalSteps = 0;    // optimizer steps of the whole run (for the decay)
-  std::string schedule = "linear";  // linear | cosine | constant
-  double minLrRatio = 0.0;   // cosine floor, as a fraction of the peak
-  bool gradientCheckpointing = true;
-  // The loss through lm_head in row chunks without the [rows, vocabulary] logits (native/head_loss.h); false: the
-  // plain logits + cross-entropy, for comparison. Same loss either way.
-  bool fusedHeadLoss = true;
-  int64_t headLossChunkRows = 0;  // 0: automatic
-  UpdateMode updateMode = UpdateMode::Master;
-  TrainableSpec trainable;
-  bool lora = false;
-  LoraOptions loraOptions;
-  // LoRA only: a PEFT adapter folder to start from (its rank, alpha and targets replace loraOptions').
-  std::string loraInit;
-  // LoRA only, base frozen: the adapter is in the layers only during this trainer's own calls, so the model
-  // serves its base weights (and per-row adapters) between steps: training beside inference.
-  bool loraAside = false;
-  uint64_t seed = 42;
-};
 
 struct StepReport {
   int64_t step = 0;          // optimizer steps done, this one included
@@ -131,6 +94,5 @@ class Trainer {
   at::Generator generator_;
 };
 
-UpdateMode parseUpdateMode(const std::string& name);
 
 }  // namespace pigg

@@ -125,10 +125,10 @@ export function register(program: Command): void {
     .option('--out <dir>', 'results root', 'eval_results')
     .option('--adapter <dir>', 'a LoRA adapter folder to attach')
     .option('--batch <n>', 'samples per batch', integerOption('--batch', 1), 1)
-    .option('--max-new-tokens <n>', 'generation budget', integerOption('--max-new-tokens', 1), 512)
+    .option('--max-new-tokens <n>', "generation budget (default: the engine's)", integerOption('--max-new-tokens', 1))
     .option('--constrain <grammar>', "constrained decoding: auto (the grammar of --style), pigg, qwen-json, point (a bare (x, y)) or none; "
       + "none, eval's default, decodes freely as PIGG did (the Grounder and pigg serve default to auto)", choiceOption('--constrain', CONSTRAIN_OPTIONS), 'none')))
-    .action(action(async (flags: EngineFlags & { model: string; data: string; users: string[]; name?: string; out: string; adapter?: string; batch: number; maxNewTokens: number; constrain: ConstrainOption }) => {
+    .action(action(async (flags: EngineFlags & { model: string; data: string; users: string[]; name?: string; out: string; adapter?: string; batch: number; maxNewTokens?: number; constrain: ConstrainOption }) => {
       const progress = progressReporter();
       try {
         const result = await runEval({
@@ -177,7 +177,7 @@ export function register(program: Command): void {
     .option('--checkpoints <dir>', 'checkpoints root', 'checkpoints')
     .option('--preset <name>', `training preset: ${PRESET_NAMES.join(', ')}`, choiceOption('--preset', PRESET_NAMES), 'pigg-personal')
     .option('--batch <n>', 'evaluation batch size', integerOption('--batch', 1), 1)
-    .option('--max-new-tokens <n>', 'generation budget', integerOption('--max-new-tokens', 1), 512))))
+    .option('--max-new-tokens <n>', "generation budget (default: the engine's)", integerOption('--max-new-tokens', 1)))))
     .action(action(async (flags: EngineFlags & TrainFlags & { model: string; data: string; users: string[]; k: number; fold?: number; seed: number; out: string; checkpoints: string; preset: PresetName; batch: number; maxNewTokens: number }) => {
       const progress = progressReporter();
       try {

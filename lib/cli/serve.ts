@@ -2,7 +2,7 @@
 // new ones get 503, then the process exits 0.
 import type { Command } from 'commander';
 import { ANSWER_STYLES, type AnswerStyle } from '../data/parse.js';
-import { CONSTRAIN_OPTIONS, DEFAULT_MAX_BATCH, DEFAULT_MAX_NEW_TOKENS, type ConstrainOption } from '../grounding/grounder.js';
+import { CONSTRAIN_OPTIONS, DEFAULT_MAX_BATCH, type ConstrainOption } from '../grounding/grounder.js';
 import { PIGG_PIXELS } from '../processor/image.js';
 import { defaultImageWorkers } from '../processor/image-pool.js';
 import { DEFAULT_MAX_IMAGE_PIXELS } from '../grounding/validate.js';
@@ -25,7 +25,7 @@ interface ServeFlags {
   maxAdapterBytes?: number;
   constrain: ConstrainOption;
   style: AnswerStyle;
-  maxNewTokens: number;
+  maxNewTokens?: number;
   minPixels: number;
   maxPixels: number;
   imageWorkers: number;
@@ -85,7 +85,7 @@ export function register(program: Command): void {
     .option('--max-adapter-bytes <n>', 'device bytes of adapters kept on the device, least recently used dropped first (default: no limit)', integerOption('--max-adapter-bytes'))
     .option('--constrain <grammar>', 'constrained decoding: auto (the grammar of --style), pigg, qwen-json, point or none (free, as PIGG)', choiceOption('--constrain', CONSTRAIN_OPTIONS), 'auto')
     .option('--style <style>', 'prompt and answer style', choiceOption('--style', ANSWER_STYLES), 'pigg')
-    .option('--max-new-tokens <n>', 'generation budget per request (and the most a request may ask for)', integerOption('--max-new-tokens', 1), DEFAULT_MAX_NEW_TOKENS)
+    .option('--max-new-tokens <n>', 'generation budget per request (and the most a request may ask for; default: the engine\'s)', integerOption('--max-new-tokens', 1))
     .option('--min-pixels <n>', 'image min_pixels', integerOption('--min-pixels', 1), PIGG_PIXELS.minPixels)
     .option('--max-pixels <n>', "image max_pixels (PIGG's 1280*28*28 by default)", integerOption('--max-pixels', 1), PIGG_PIXELS.maxPixels)
     .option('--image-workers <n>', 'worker threads decoding and resizing images (0: the main thread, where a large image stalls every request)', integerOption('--image-workers'), Math.max(1, defaultImageWorkers()))

@@ -12,7 +12,7 @@ interface VisualizeCliOptions {
   device: string;
   dtype?: 'fp32' | 'bf16';
   maxPixels?: number;
-  maxNewTokens: number;
+  maxNewTokens?: number;
   data: string;
   user: string;
   samples?: number[];
@@ -38,7 +38,7 @@ export function register(program: Command): void {
     .option('--device <device>', 'with --model: cpu, cuda or cuda:N', 'cpu')
     .option('--dtype <dtype>', 'with --model: fp32 or bf16', choiceOption('--dtype', ['fp32', 'bf16'] as const))
     .option('--max-pixels <n>', "with --model: image max_pixels (default pigg eval's, PIGG's effective 16777216)", integerOption('--max-pixels', 1))
-    .option('--max-new-tokens <n>', 'with --model: generation budget', integerOption('--max-new-tokens', 1), 512)
+    .option('--max-new-tokens <n>', "with --model: generation budget (default: the engine's)", integerOption('--max-new-tokens', 1))
     .requiredOption('--data <dataset>', 'dataset folder (dataset.json, manifest.jsonl, images/)')
     .requiredOption('--user <id>', 'user id', userOption)
     .option('--samples <index...>', "record indices in out.json (with --model: indices into the user's samples)", (v: string, prev: number[] = []) => [...prev, sampleIndex(v)])

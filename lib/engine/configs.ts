@@ -112,7 +112,7 @@ export async function initRandomModel(name: ConfigName, dir: string, options: In
   bundledTokenizerDir();  // no tokenizer files: say so before minutes of random weights
   // One folder, written whole or not at all: a failure (a bad device, no tokenizer files) leaves no partial model.
   await writeFolderAtomic(dir, async (temp) => {
-    await native().initRandom(JSON.stringify(modelConfig(name)), temp, { dtype: options.dtype ?? 'bf16', device: options.device ?? 'cpu', seed: options.seed ?? 0 });
+    await native().initRandom(JSON.stringify(modelConfig(name)), temp, { dtype: options.dtype, device: options.device, seed: options.seed });
     writeFileSync(join(temp, 'generation_config.json'), `${JSON.stringify(GENERATION_CONFIG, null, 2)}\n`);
     writeFileSync(join(temp, 'preprocessor_config.json'), `${JSON.stringify(PREPROCESSOR_CONFIG, null, 2)}\n`);
     writeTokenizerFiles(temp);

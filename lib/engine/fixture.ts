@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readSafetensors, toFloat64, type HostTensor } from '../safetensors.js';
-import { FORWARD_OUTPUTS, Qwen3VL, type LoadOptions, type NamedTensors } from './model.js';
+import { engineDefaults, FORWARD_OUTPUTS, Qwen3VL, type LoadOptions, type NamedTensors } from './model.js';
 
 export interface FixtureCase {
   dir: string;
@@ -202,5 +202,5 @@ export async function checkFixtureCase(caseDir: string, options: FixtureRunOptio
   const fixture = readFixtureCase(caseDir);
   const actual = await runFixtureCase(caseDir, options);
   const expected = readSafetensors(join(caseDir, 'outputs.safetensors'));
-  return compareFixture(expected, actual, fixture.inputs.get('attention_mask'), options.dtype ?? 'fp32');
+  return compareFixture(expected, actual, fixture.inputs.get('attention_mask'), options.dtype ?? engineDefaults().load.dtype);
 }

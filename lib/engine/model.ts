@@ -1,11 +1,14 @@
 // Qwen3VL: the typed JS face of the native engine. Inputs and outputs are named tensors
 // ({dtype, shape, data: TypedArray}); outputs arrive without copying from the engine's memory.
-import { native, type NamedTensors, type NativeGrammar, type NativeLoadOptions, type NativeModel } from './native.js';
+import {
+  native, type AdapterInfo, type CheckpointSummary, type ModelInfo, type NamedTensors, type NativeGrammar, type NativeLoadOptions, type NativeModel,
+} from './native.js';
 import { rowControls, withSignal } from './control.js';
 import { checkSampling, type SamplingOptions } from './sampling.js';
 import { Trainer, type TrainerOptions } from './trainer.js';
 
-export type { NamedTensors } from './native.js';
+export type { AdapterInfo, CheckpointSummary, DeviceMemoryInfo, EngineDefaults, ModelConfigSummary, ModelInfo, NamedTensors } from './native.js';
+export { engineDefaults } from './native.js';
 
 export type LoadOptions = NativeLoadOptions;
 
@@ -14,20 +17,6 @@ export interface LoadCallOptions extends LoadOptions {
   signal?: AbortSignal;
   /** Called with the fraction of weights loaded (0..1) while loading. */
   onProgress?: (fraction: number) => void;
-}
-
-/** A named PEFT LoRA adapter kept beside the base weights (see Qwen3VL.registerAdapter). */
-export interface AdapterInfo {
-  name: string;
-  path: string;
-  rank: number;
-  alpha: number;
-  /** fp32 bytes of its A and B matrices. */
-  bytes: number;
-  /** Whether a copy is on the model's device now (always on the CPU). */
-  onDevice: boolean;
-  /** ms since the epoch of the last batch that used it; 0 = never. */
-  lastUsed: number;
 }
 
 /** A byte-level DFA over the answer (lib/grounding/grammar.ts compiles it). */
@@ -52,45 +41,6 @@ export class GrammarHandle {
   constructor(readonly native: NativeGrammar, readonly states: number) {}
 }
 
-export interface ModelInfo {
-  path: string;
-  architecture: string;
-  device: string;
-  dtype: 'fp32' | 'bf16';
-  parameters: { vision: number; text: number; total: number };
-  parameterBytes: number;
-  tiedHead: boolean;
-  files: string[];
-  warnings: string[];
-  threads: number;
-  config: ModelConfigSummary;
-}
-
-export interface ModelConfigSummary {
-  text: { layers: number; hidden: number; intermediate: number; heads: number; kvHeads: number; headDim: number; vocab: number; ropeTheta: number; mropeSection: number[] };
-  vision: { depth: number; hidden: number; intermediate: number; heads: number; patchSize: number; temporalPatchSize: number; mergeSize: number; deepstackIndexes: number[] };
-  imageTokenId: number;
-  videoTokenId: number;
-  visionStartTokenId: number;
-  visionEndTokenId: number;
-  tieWordEmbeddings: boolean;
-  eosTokenIds: number[];
-  padTokenId: number;
-}
-
-export interface CheckpointSummary {
-  path: string;
-  architecture: string[];
-  modelType: string;
-  files: string[];
-  tensors: number;
-  dtypes: Record<string, number>;
-  tiedHead: boolean;
-  parameters: { vision: number; text: number; total: number };
-  config: ModelConfigSummary;
-  warnings: string[];
-}
-
 /** The forward outputs the engine can return (names of the fixture layout). */
 export const FORWARD_OUTPUTS = [
   'position_ids', 'rope_deltas', 'rope_deltas_unpadded', 'vision_patch_embed', 'vision_pos_embed', 'vision_rotary_cos',
@@ -99,6 +49,7 @@ export const FORWARD_OUTPUTS = [
 ] as const;
 export type ForwardOutput = (typeof FORWARD_OUTPUTS)[number];
 
+/** What a generate call leaves out takes the engine's default (engineDefaults().generate). */
 export interface GenerateOptions {
   maxNewTokens?: number;
   /** Stop ids; defaults to the model's (config.json + generation_config.json). An empty array never stops early. */
@@ -167,7 +118,7 @@ export class Qwen3VL {
   }
 
   async info(): Promise<ModelInfo> {
-    return JSON.parse(await this.live().info()) as ModelInfo;
+    return this.live().info();
   }
 
   /** Runs the model; `outputs` names what to return (default: logits, plus loss when labels are given). */
@@ -210,7 +161,7 @@ export class Qwen3VL {
    * pick it through `adapters`. Reading the folder does not wait for running calls.
    */
   async registerAdapter(name: string, dir: string): Promise<AdapterInfo> {
-    return JSON.parse(await this.live().registerAdapter(name, dir)) as AdapterInfo;
+    return this.live().registerAdapter(name, dir);
   }
 
   /** Forgets a registered adapter (a batch using it finishes with it); false when none had that name. */
@@ -219,7 +170,7 @@ export class Qwen3VL {
   }
 
   adapters(): AdapterInfo[] {
-    return JSON.parse(this.live().adapters()) as AdapterInfo[];
+    return this.live().adapters();
   }
 
   /** Bytes of adapters kept on the device, least recently used dropped first (negative: no limit). */
@@ -239,7 +190,7 @@ export class Qwen3VL {
   /** A trainer over this model's weights (they are updated in place; LoRA adapters attach to this model). */
   async createTrainer(options: TrainerOptions = {}): Promise<Trainer> {
     const { onStep, ...native } = options;
-    return new Trainer(await this.live().createTrainer(JSON.stringify(native)), onStep);
+    return new Trainer(await this.live().createTrainer(native), onStep);
   }
 
   dispose(): void {
@@ -254,7 +205,7 @@ export class Qwen3VL {
 
 /** Validates a checkpoint folder (config, safetensors headers, names and shapes) without loading its data. */
 export async function inspectCheckpoint(dir: string): Promise<CheckpointSummary> {
-  return JSON.parse(await native().inspect(dir)) as CheckpointSummary;
+  return native().inspect(dir);
 }
 
 export function engineVersions(): { torch: string; cuda: boolean } {

@@ -2,23 +2,14 @@
 // temperature, top-k and top-p; native/picker.cpp), and the ones a checkpoint's generation_config.json asks for.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { engineDefaults, type SamplingOptions } from './native.js';
 
-export interface SamplingOptions {
-  /** Softmax temperature; 0 picks the most likely token (greedy). */
-  temperature: number;
-  /** Nucleus: keep the most likely tokens until their probability reaches topP (1: all). Default 1. */
-  topP?: number;
-  /** Keep the k most likely tokens (0: all). Default 0. */
-  topK?: number;
-  /** transformers' RepetitionPenalty on every token of the prompt and the answer so far (1: none). Default 1. */
-  repetitionPenalty?: number;
-  /** Seed of this row's random stream: the same seed, logits and settings give the same tokens. Default 0. */
-  seed?: number;
-}
+export type { SamplingOptions } from './native.js';
 
 /** The options with every default filled in, after checking them (a message naming the bad field otherwise). */
 export function checkSampling(options: SamplingOptions): Required<SamplingOptions> {
-  const { temperature, topP = 1, topK = 0, repetitionPenalty = 1, seed = 0 } = options;
+  const defaults = engineDefaults().sampling;
+  const { temperature, topP = defaults.topP, topK = defaults.topK, repetitionPenalty = defaults.repetitionPenalty, seed = defaults.seed } = options;
   const fail = (field: string, rule: string, value: unknown) => {
     throw new Error(`sampling ${field} must be ${rule}, got ${String(value)}`);
   };
@@ -35,7 +26,7 @@ export function checkSampling(options: SamplingOptions): Required<SamplingOption
  * it leaves out (temperature 1, top_k 50, top_p 1, repetition_penalty 1): null (greedy) unless do_sample is true.
  * The Qwen3-VL Instruct checkpoints ship do_sample with temperature 0.7, top_p 0.8, top_k 20.
  */
-export function generationConfigSampling(modelDir: string, seed = 0): SamplingOptions | null {
+export function generationConfigSampling(modelDir: string, seed?: number): SamplingOptions | null {
   const file = join(modelDir, 'generation_config.json');
   if (!existsSync(file)) return null;
   let config: Record<string, unknown>;

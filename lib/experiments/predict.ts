@@ -33,7 +33,7 @@ export function evalSampling(settings: PromptSettings, modelDir: string): Sampli
 
 export async function predict(model: Qwen3VL, tokenizer: QwenTokenizer, samples: readonly Sample[], datasetDir: string,
   options: PredictOptions): Promise<EvalRecord[]> {
-  const { batchSize = 1, maxNewTokens = 512, settings } = options;
+  const { batchSize = 1, maxNewTokens, settings } = options;
   // The model's own EOS ids; the settings' parser and decoding (sample i of this call seeded with seed + i), by
   // default the Grounder's (robust, greedy). The settings' image options are taken as processImage takes them (a
   // limit left out is Qwen's default, not the Grounder's PIGG one).

@@ -14,7 +14,7 @@ import { setMaxListeners } from 'node:events';
 import { basename } from 'node:path';
 import type { Sample } from '../data/types.js';
 import { buildInstructionPrompt, type AnswerStyle, type ParserName } from '../data/parse.js';
-import { Qwen3VL, type AdapterInfo } from '../engine/model.js';
+import { engineDefaults, Qwen3VL, type AdapterInfo } from '../engine/model.js';
 import type { SamplingOptions } from '../engine/sampling.js';
 import { PIGG_PIXELS, processImage, type ImageProcessorOptions } from '../processor/image.js';
 import { ImagePool, type ImageProcessor } from '../processor/image-pool.js';
@@ -29,7 +29,7 @@ import { GenerateBatches, type GroundResult, type Prepared } from './generate-ba
 import type { ConstrainStyle } from './grammar.js';
 import { ServedAdapters } from './served-adapters.js';
 import {
-  DEFAULT_MAX_BATCH, DEFAULT_MAX_NEW_TOKENS, positiveInteger, resolveConstrain, resolveParser, resolveSampling,
+  DEFAULT_MAX_BATCH, positiveInteger, resolveConstrain, resolveParser, resolveSampling,
   type GrounderOptions, type GrounderSettings, type GroundOptions, type GroundSamplesOptions,
 } from './settings.js';
 import { InputChecker, type CheckedInput } from './validate.js';
@@ -38,7 +38,7 @@ export { longestAnswerBytes } from './answer-grammars.js';
 export type { GrounderError, GrounderErrorCode } from './errors.js';
 export type { BatchStats, GroundResult } from './generate-batch.js';
 export {
-  CONSTRAIN_OPTIONS, DEFAULT_MAX_BATCH, DEFAULT_MAX_NEW_TOKENS,
+  CONSTRAIN_OPTIONS, DEFAULT_MAX_BATCH,
   type ConstrainOption, type GrounderOptions, type GrounderSettings, type GroundOptions, type GroundSamplesOptions,
 } from './settings.js';
 
@@ -73,7 +73,7 @@ export class Grounder implements AsyncDisposable {
     this.constrain = resolveConstrain(settings.constrain, this.style);
     this.parser = resolveParser(settings.parser);
     this.sampling = resolveSampling(settings.sampling);
-    this.maxNewTokens = positiveInteger('maxNewTokens', settings.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS);
+    this.maxNewTokens = positiveInteger('maxNewTokens', settings.maxNewTokens ?? engineDefaults().generate.maxNewTokens);
     this.maxBatch = positiveInteger('maxBatch', settings.maxBatch ?? DEFAULT_MAX_BATCH);
     this.image = { ...PIGG_PIXELS, ...settings.image };
     this.checker = new InputChecker(tokenizer, settings.input);

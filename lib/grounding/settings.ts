@@ -10,8 +10,6 @@ import { grounderError } from './errors.js';
 import type { ConstrainStyle } from './grammar.js';
 import type { InputLimits } from './validate.js';
 
-/** PIGG's generation budget. */
-export const DEFAULT_MAX_NEW_TOKENS = 512;
 export const DEFAULT_MAX_BATCH = 8;
 
 /** A grammar, 'auto' (the prompt style's) or 'none'. */
@@ -37,7 +35,7 @@ export interface GrounderSettings {
   sampling?: SamplingOptions | null;
   /** Pixel limits and resampler; default PIGG's (max_pixels 1280*28*28). */
   image?: ImageProcessorOptions;
-  /** Generation budget per request (default 512, PIGG's). */
+  /** Generation budget per request (default: the engine's generate default, PIGG's budget). */
   maxNewTokens?: number;
   /** Concurrent ground() calls join one generate call, up to this many rows (default 8). */
   maxBatch?: number;

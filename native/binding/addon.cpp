@@ -8,12 +8,16 @@
 #include <vector>
 
 #include "api.h"
+#include "js_options.h"
 
 namespace {
 
 using pigg::api::DType;
 using pigg::api::HostTensor;
 using pigg::api::NamedTensors;
+using pigg::binding::isNone;
+using pigg::binding::OptionsReader;
+using pigg::binding::readOptions;
 
 struct DTypeName {
   DType dtype;
@@ -170,19 +174,10 @@ Napi::Promise schedule(Napi::Env env, std::function<Result()> work, std::functio
   return promise;
 }
 
-Napi::Value jsonText(Napi::Env env, std::string& text) { return Napi::String::New(env, text); }
-
-// An option that is present and not undefined/null (JS callers often pass {key: undefined}).
-bool hasOption(const Napi::Object& options, const char* key) {
-  if (!options.Has(key)) return false;
-  const Napi::Value value = options.Get(key);
-  return !value.IsUndefined() && !value.IsNull();
-}
-
-int64_t numberOption(Napi::Env env, const Napi::Object& options, const char* key) {
-  const Napi::Value value = options.Get(key);
-  if (!value.IsNumber()) throw Napi::TypeError::New(env, std::string("option '") + key + "' must be a number");
-  return value.As<Napi::Number>().Int64Value();
+// An engine result given as JSON text (reports, summaries), handed to JS as the object it describes.
+Napi::Value jsonValue(Napi::Env env, std::string& text) {
+  Napi::Function parse = env.Global().Get("JSON").As<Napi::Object>().Get("parse").As<Napi::Function>();
+  return parse.Call({Napi::String::New(env, text)});
 }
 
 std::string stringArg(const Napi::CallbackInfo& info, size_t index, const char* what) {
@@ -201,33 +196,17 @@ std::vector<std::string> stringList(Napi::Env env, const Napi::Value& value, con
 
 Napi::Value undefinedResult(Napi::Env env, bool&) { return env.Undefined(); }
 
-bool isNone(const Napi::Value& value) { return value.IsUndefined() || value.IsNull(); }
-
-// Calls `each` for every entry of the array option `key` (absent: never).
-void forEachRow(Napi::Env env, const Napi::Object& options, const char* key, const std::function<void(const Napi::Value&)>& each) {
-  if (!hasOption(options, key)) return;
-  if (!options.Get(key).IsArray()) throw Napi::TypeError::New(env, std::string("option '") + key + "' must be an array with one entry per row");
-  Napi::Array rows = options.Get(key).As<Napi::Array>();
-  for (uint32_t i = 0; i < rows.Length(); ++i) each(rows.Get(i));
+// Calls `each` for every entry of the per-row generate option `key` (absent: never).
+void forEachRow(Napi::Env env, const Napi::Value& rows, const char* key, const std::function<void(const Napi::Value&)>& each) {
+  if (isNone(rows)) return;
+  if (!rows.IsArray()) throw Napi::TypeError::New(env, std::string("generate option '") + key + "' must be an array with one entry per row");
+  Napi::Array array = rows.As<Napi::Array>();
+  for (uint32_t i = 0; i < array.Length(); ++i) each(array.Get(i));
 }
 
-// One row's sampling settings {temperature, topP, topK, repetitionPenalty, seed}; null/undefined: greedy.
+// One row's sampling settings (options.h); null/undefined: greedy.
 pigg::api::SamplingOptions samplingRow(Napi::Env env, const Napi::Value& value) {
-  pigg::api::SamplingOptions row;
-  if (isNone(value)) return row;
-  if (!value.IsObject()) throw Napi::TypeError::New(env, "a sampling entry must be an object or null");
-  const Napi::Object object = value.As<Napi::Object>();
-  const auto number = [&](const char* key, double fallback) {
-    if (!hasOption(object, key)) return fallback;
-    if (!object.Get(key).IsNumber()) throw Napi::TypeError::New(env, std::string("sampling '") + key + "' must be a number");
-    return object.Get(key).As<Napi::Number>().DoubleValue();
-  };
-  row.temperature = number("temperature", row.temperature);
-  row.topP = number("topP", row.topP);
-  row.topK = static_cast<int64_t>(number("topK", 0));
-  row.repetitionPenalty = number("repetitionPenalty", row.repetitionPenalty);
-  row.seed = static_cast<uint64_t>(number("seed", 0));
-  return row;
+  return readOptions<pigg::api::SamplingOptions>(env, value, "sampling option");
 }
 
 // The cancellation handle of one call: JS aborts it from an AbortSignal's listener while the worker runs.
@@ -314,7 +293,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     }
     auto trainer = live(info.Env());
     auto control = controlArg(info, 1);
-    return schedule<std::string>(env, [trainer, batches, control] { return pigg::api::trainerStep(*trainer, batches, control.get()); }, jsonText, references);
+    return schedule<std::string>(env, [trainer, batches, control] { return pigg::api::trainerStep(*trainer, batches, control.get()); }, jsonValue, references);
   }
 
   Napi::Value Gradients(const Napi::CallbackInfo& info) {
@@ -350,7 +329,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
 
   Napi::Value Info(const Napi::CallbackInfo& info) {
     auto trainer = live(info.Env());
-    return schedule<std::string>(info.Env(), [trainer] { return pigg::api::trainerInfo(*trainer); }, jsonText);
+    return schedule<std::string>(info.Env(), [trainer] { return pigg::api::trainerInfo(*trainer); }, jsonValue);
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
@@ -394,7 +373,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   Napi::Value Info(const Napi::CallbackInfo& info) {
     auto model = live(info.Env());
-    return schedule<std::string>(info.Env(), [model] { return pigg::api::modelInfo(*model); }, jsonText);
+    return schedule<std::string>(info.Env(), [model] { return pigg::api::modelInfo(*model); }, jsonValue);
   }
 
   Napi::Value Forward(const Napi::CallbackInfo& info) {
@@ -413,32 +392,24 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto model = live(env);
     BorrowedInputs inputs = borrowTensors(env, info[0]);
     pigg::api::GenerateOptions options;
-    if (info.Length() > 1 && info[1].IsObject()) {
-      Napi::Object opts = info[1].As<Napi::Object>();
-      if (hasOption(opts, "maxNewTokens")) options.maxNewTokens = numberOption(env, opts, "maxNewTokens");
-      if (hasOption(opts, "eosTokenIds")) {
-        if (!opts.Get("eosTokenIds").IsArray()) throw Napi::TypeError::New(env, "option 'eosTokenIds' must be an array of numbers");
-        Napi::Array ids = opts.Get("eosTokenIds").As<Napi::Array>();
-        for (uint32_t i = 0; i < ids.Length(); ++i) options.eosTokenIds.push_back(ids.Get(i).As<Napi::Number>().Int64Value());
-        options.useConfigEos = false;
-      }
-      if (hasOption(opts, "returnStepLogits")) options.returnStepLogits = opts.Get("returnStepLogits").ToBoolean();
-      // Per-row lists: null / undefined entries mean none for that row.
-      forEachRow(env, opts, "adapters", [&](const Napi::Value& v) { options.rowAdapters.push_back(v.IsString() ? v.As<Napi::String>().Utf8Value() : ""); });
-      forEachRow(env, opts, "grammars", [&](const Napi::Value& v) {
-        options.rowGrammars.push_back(isNone(v) ? nullptr : unwrapAs<NativeGrammar>(env, v, "a grammar")->grammar());
-      });
-      forEachRow(env, opts, "sampling", [&](const Napi::Value& v) { options.rowSampling.push_back(samplingRow(env, v)); });
-      forEachRow(env, opts, "rowControls", [&](const Napi::Value& v) {
-        options.rowControls.push_back(isNone(v) ? nullptr : unwrapAs<NativeControl>(env, v, "a row control")->control());
-      });
-    }
+    OptionsReader reader(env, info[1], "generate option");
+    describe(reader, options);
+    // Per-row lists: null / undefined entries mean none for that row.
+    forEachRow(env, reader.take("adapters"), "adapters", [&](const Napi::Value& v) { options.rowAdapters.push_back(v.IsString() ? v.As<Napi::String>().Utf8Value() : ""); });
+    forEachRow(env, reader.take("grammars"), "grammars", [&](const Napi::Value& v) {
+      options.rowGrammars.push_back(isNone(v) ? nullptr : unwrapAs<NativeGrammar>(env, v, "a grammar")->grammar());
+    });
+    forEachRow(env, reader.take("sampling"), "sampling", [&](const Napi::Value& v) { options.rowSampling.push_back(samplingRow(env, v)); });
+    forEachRow(env, reader.take("rowControls"), "rowControls", [&](const Napi::Value& v) {
+      options.rowControls.push_back(isNone(v) ? nullptr : unwrapAs<NativeControl>(env, v, "a row control")->control());
+    });
+    const Napi::Value callback = reader.take("onStep");
+    reader.finish();
     // Streaming: each step's tokens reach JS through a thread-safe function. Its calls may arrive after the
     // promise settles (two event-loop queues), so JS takes the final tokens from the result.
     std::shared_ptr<Napi::ThreadSafeFunction> stream;
-    if (info.Length() > 1 && info[1].IsObject() && hasOption(info[1].As<Napi::Object>(), "onStep")) {
-      Napi::Value callback = info[1].As<Napi::Object>().Get("onStep");
-      if (!callback.IsFunction()) throw Napi::TypeError::New(env, "option 'onStep' must be a function");
+    if (!isNone(callback)) {
+      if (!callback.IsFunction()) throw Napi::TypeError::New(env, "generate option 'onStep' must be a function");
       stream = std::make_shared<Napi::ThreadSafeFunction>(Napi::ThreadSafeFunction::New(env, callback.As<Napi::Function>(), "pigg generate onStep", 0, 1));
       options.onStep = [stream](const std::vector<int64_t>& tokens) {
         auto* step = new std::vector<int64_t>(tokens);
@@ -469,14 +440,17 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value RegisterAdapter(const Napi::CallbackInfo& info) {
     auto model = live(info.Env());
     const std::string name = stringArg(info, 0, "adapter name"), dir = stringArg(info, 1, "adapter directory");
-    return schedule<std::string>(info.Env(), [model, name, dir] { return pigg::api::registerAdapter(*model, name, dir); }, jsonText);
+    return schedule<std::string>(info.Env(), [model, name, dir] { return pigg::api::registerAdapter(*model, name, dir); }, jsonValue);
   }
 
   Napi::Value UnregisterAdapter(const Napi::CallbackInfo& info) {
     return Napi::Boolean::New(info.Env(), pigg::api::unregisterAdapter(*live(info.Env()), stringArg(info, 0, "adapter name")));
   }
 
-  Napi::Value Adapters(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), pigg::api::listAdapters(*live(info.Env()))); }
+  Napi::Value Adapters(const Napi::CallbackInfo& info) {
+    std::string list = pigg::api::listAdapters(*live(info.Env()));
+    return jsonValue(info.Env(), list);
+  }
 
   Napi::Value SetAdapterBudget(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "the adapter budget must be a number of bytes");
@@ -492,7 +466,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   Napi::Value CreateTrainer(const Napi::CallbackInfo& info) {
     auto model = live(info.Env());
-    const std::string options = stringArg(info, 0, "trainer options (JSON)");
+    const auto options = readOptions<pigg::api::TrainerOptions>(info.Env(), info[0], "trainer option");
     return schedule<std::shared_ptr<pigg::api::Trainer>>(
         info.Env(), [model, options] { return pigg::api::createTrainer(model, options); },
         [](Napi::Env env, std::shared_ptr<pigg::api::Trainer>& trainer) -> Napi::Value {
@@ -514,14 +488,7 @@ Napi::FunctionReference NativeModel::constructor;
 Napi::Value Load(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string dir = stringArg(info, 0, "model directory");
-  pigg::api::LoadOptions options;
-  if (info.Length() > 1 && info[1].IsObject()) {
-    Napi::Object opts = info[1].As<Napi::Object>();
-    if (hasOption(opts, "device")) options.device = opts.Get("device").ToString().Utf8Value();
-    if (hasOption(opts, "dtype")) options.dtype = opts.Get("dtype").ToString().Utf8Value();
-    if (hasOption(opts, "threads")) options.threads = static_cast<int>(numberOption(env, opts, "threads"));
-    if (hasOption(opts, "allowTf32")) options.allowTf32 = opts.Get("allowTf32").ToBoolean();
-  }
+  const auto options = readOptions<pigg::api::LoadOptions>(env, info[1], "load option");
   auto control = controlArg(info, 2);
   return schedule<std::shared_ptr<pigg::api::Model>>(
       env, [dir, options, control] { return pigg::api::loadModel(dir, options, control.get()); },
@@ -533,7 +500,7 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
 
 Napi::Value Inspect(const Napi::CallbackInfo& info) {
   const std::string dir = stringArg(info, 0, "model directory");
-  return schedule<std::string>(info.Env(), [dir] { return pigg::api::inspectCheckpoint(dir); }, jsonText);
+  return schedule<std::string>(info.Env(), [dir] { return pigg::api::inspectCheckpoint(dir); }, jsonValue);
 }
 
 Napi::Value ReadTensors(const Napi::CallbackInfo& info) {
@@ -556,12 +523,11 @@ Napi::Value InitRandom(const Napi::CallbackInfo& info) {
   const std::string dir = stringArg(info, 1, "directory");
   std::string dtype = "bf16", device = "cpu";
   uint64_t seed = 0;
-  if (info.Length() > 2 && info[2].IsObject()) {
-    Napi::Object opts = info[2].As<Napi::Object>();
-    if (hasOption(opts, "dtype")) dtype = opts.Get("dtype").ToString().Utf8Value();
-    if (hasOption(opts, "device")) device = opts.Get("device").ToString().Utf8Value();
-    if (hasOption(opts, "seed")) seed = static_cast<uint64_t>(numberOption(info.Env(), opts, "seed"));
-  }
+  OptionsReader reader(info.Env(), info[2], "initRandom option");
+  reader("dtype", dtype);
+  reader("device", device);
+  reader("seed", seed);
+  reader.finish();
   return schedule<bool>(info.Env(), [config, dir, dtype, device, seed] { pigg::api::initRandomCheckpoint(config, dir, dtype, device, seed); return true; },
                         undefinedResult);
 }
@@ -621,6 +587,17 @@ Napi::Value DeviceMemory(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), pigg::api::deviceMemory(stringArg(info, 0, "device")));
 }
 
+// The defaults of every call's options, from the engine's structs (the only place they are written).
+Napi::Value Defaults(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("load", pigg::binding::defaultsOf<pigg::api::LoadOptions>(env));
+  out.Set("generate", pigg::binding::defaultsOf<pigg::api::GenerateOptions>(env));
+  out.Set("sampling", pigg::binding::defaultsOf<pigg::api::SamplingOptions>(env));
+  out.Set("trainer", pigg::binding::defaultsOf<pigg::api::TrainerOptions>(env));
+  return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   pigg::api::initialize();
   Napi::Function modelClass = NativeModel::Init(env);
@@ -643,6 +620,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readTensors", Napi::Function::New(env, ReadTensors));
   exports.Set("writeTensors", Napi::Function::New(env, WriteTensors));
   exports.Set("versions", Napi::Function::New(env, Versions));
+  exports.Set("defaults", Napi::Function::New(env, Defaults));
   exports.Set("deviceMemory", Napi::Function::New(env, DeviceMemory));
   return exports;
 }

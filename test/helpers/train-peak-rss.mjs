@@ -20,13 +20,13 @@ const batch = Number(batchArg), seq = Number(seqArg);
 const addon = createRequire(import.meta.url)('node-gyp-build')(root);
 
 const model = await addon.load(modelDir, { dtype: 'fp32' });
-const info = JSON.parse(await model.info());
+const info = await model.info();
 const vocab = info.config.text.vocab;
 const inputs = syntheticBatch(batch, seq, vocab);
-const trainer = await model.createTrainer(JSON.stringify({ learningRate: 1e-4, gradientCheckpointing: checkpointing === '1' }));
+const trainer = await model.createTrainer({ learningRate: 1e-4, gradientCheckpointing: checkpointing === '1' });
 const baselineKiB = process.resourceUsage().maxRSS;
 const start = performance.now();
-const report = JSON.parse(await trainer.step([inputs]));
+const report = await trainer.step([inputs]);
 const seconds = (performance.now() - start) / 1000;
 const peakKiB = process.resourceUsage().maxRSS;
 console.log(JSON.stringify({ checkpointing: checkpointing === '1', baselineKiB, peakKiB, stepKiB: peakKiB - baselineKiB, loss: report.loss, seconds }));
