@@ -7,6 +7,7 @@
 //   SVG, body size per route, nesting) and /health answering while a large image is processed;
 // - feedback validated as inference validates it, and a poisoned stored sample quarantined, not retried forever.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -14,7 +15,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import OpenAI from 'openai';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { appendLineDurable } from '../lib/personalize/durable.js';
 import { readDataset } from '../lib/data/manifest.js';
 import { writeSynthDataset } from '../lib/data/synth/index.js';
@@ -73,6 +74,9 @@ function declaring(source: Buffer, width: number, height: number): Buffer {
   out.writeUInt32BE(crc32(out.subarray(12, 29)), 29);
   return out;
 }
+
+/** A PNG of random pixels (it does not compress): about 1.6 MB, a body of over a MiB in base64. */
+const noisyPng = () => sharp(randomBytes(720 * 720 * 3), { raw: { width: 720, height: 720, channels: 3 } }).png().toBuffer();
 
 const dataUri = (bytes: Buffer, type = 'image/png') => `data:${type};base64,${bytes.toString('base64')}`;
 
@@ -381,6 +385,37 @@ describe('limits before decoding, /health during a large image', () => {
     await expectError(await post(`${server.url}/v1/ground`, `{"__proto__": {"admin": true}, "pad": "${pad}"}`), 400, 'invalid_json', /__proto__ or constructor is not allowed/);
   });
 
+  it('a large body\'s image (decoded on the parse worker) reaches the Grounder byte for byte, in shared memory; faults name the field', async () => {
+    const image = await noisyPng();
+    const calls = vi.spyOn(grounder, 'ground');
+    try {
+      const grounded = await post(`${server.url}/v1/ground`, ground(image));
+      expect(grounded.status).toBe(200);
+      const chat = await post(`${server.url}/v1/chat/completions`, {
+        messages: [{ role: 'user', content: [{ type: 'text', text: 'Open settings' }, { type: 'image_url', image_url: { url: dataUri(image) } }] }],
+      });
+      expect(chat.status).toBe(200);
+      expect(calls).toHaveBeenCalledTimes(2);
+      for (const [bytes] of calls.mock.calls) {
+        expect(Buffer.compare(bytes as Buffer, image)).toBe(0);
+        expect((bytes as Buffer).buffer).toBeInstanceOf(SharedArrayBuffer);
+      }
+    } finally {
+      calls.mockRestore();
+    }
+    const pad = 'A'.repeat(2 ** 21);
+    await expectError(await post(`${server.url}/v1/ground`, { image: `data:image/png,${pad}`, instruction: 'Open settings' }), 400, 'invalid_image', /image is a data URI without ';base64,'/);
+    await expectError(await post(`${server.url}/v1/chat/completions`, {
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'Open settings' }, { type: 'image_url', image_url: `${pad}!A` }] }],
+    }), 400, 'invalid_image', /messages\[0\]\.content\[1\]\.image_url is not valid base64/);
+    const small = await startServer({ grounder, port: 0, maxImageBytes: 2 ** 20, bodyLimit: 2 ** 22 });
+    try {
+      await expectError(await post(`${small.url}/v1/ground`, { image: pad, instruction: 'Open settings' }), 413, 'image_too_large', /the image is 1572864 bytes, over the limit of 1048576 bytes/);
+    } finally {
+      await small.close();
+    }
+  });
+
   it('/health answers while a large image is decoded and resized (on an image worker)', async () => {
     const large = await sharp({ create: { width: 4096, height: 4096, channels: 3, background: '#3060a0' } }).png().toBuffer();
     let settled = false;
@@ -426,6 +461,25 @@ describe('feedback: one namespace, validated as inference, quarantine', () => {
     } finally {
       grounder.removeAdapter('alice');
     }
+  });
+
+  it('feedback in a large body stores the exact bytes sent', async () => {
+    const dir = join(work, 'feedback-large');
+    const image = await noisyPng();
+    const personalizer = await Personalizer.open({ dir, grounder, auto: false });
+    const server = await startServer({ grounder, port: 0, personalizer });
+    try {
+      const body = { user: 'carol', image: dataUri(image), instruction: samples[0]!.instruction, tap: { x: 700, y: 10 } };
+      expect(JSON.stringify(body).length).toBeGreaterThan(2 ** 20);
+      const response = await post(`${server.url}/v1/feedback`, body);
+      expect(response.status, await response.clone().text()).toBe(201);
+    } finally {
+      await server.close();
+      await personalizer.close();
+    }
+    const line = JSON.parse(readFileSync(join(dir, 'users', 'carol', 'manifest.jsonl'), 'utf8').split('\n')[0]!) as Sample & { meta: { image_sha256: string } };
+    expect(Buffer.compare(readFileSync(join(dir, 'users', 'carol', line.image)), image)).toBe(0);
+    expect(line.meta.image_sha256).toBe(createHash('sha256').update(image).digest('hex'));
   });
 
   /** One short job: the point is whether it runs, not what it learns. */

@@ -5,12 +5,15 @@
 // - Size per route: the routes that carry a screenshot take up to bodyLimit, every other route (adapters, rollback)
 //   SMALL_BODY_LIMIT.
 // - Nesting depth: a deeply nested body ([[[[...) is refused while it arrives, before JSON.parse recurses into it.
-// - Large bodies (a screenshot in base64) are parsed on a worker thread: JSON.parse of 25 MB holds an event loop
-//   ~0.2 s, and /health must answer meanwhile.
+// - Large bodies (a screenshot in base64) are parsed on a worker thread, their images decoded there too: JSON.parse
+//   of 25 MB holds an event loop ~0.2 s and the base64 decoding ~50 ms, and /health must answer meanwhile.
 import { Transform } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import type { FastifyInstance } from 'fastify';
+import { DecodedImageField, type Base64Read } from './base64-image.js';
 import { badRequest } from './errors.js';
+import { fieldHolder, type FieldPath } from './requests.js';
+import { workerUrl } from '../util/worker-url.js';
 
 /** Bytes of a body without an image. */
 export const SMALL_BODY_LIMIT = 64 * 1024;
@@ -22,32 +25,30 @@ const IMAGE_ROUTES = new Set(['/v1/ground', '/v1/chat/completions', '/v1/feedbac
 /** Bodies from this size on are parsed on the worker. */
 const OFF_THREAD_BYTES = 1 << 20;
 
-/**
- * The worker's code (inline: no file to find from the sources or dist/). A key __proto__ or constructor is refused as
- * fastify's own parser refuses it.
- */
-const PARSER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
-parentPort.on('message', ({ id, bytes }) => {
-  try {
-    const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
-    if (/"(?:__proto__|constructor)"\\s*:/.test(text)) throw new Error('a key __proto__ or constructor is not allowed');
-    parentPort.postMessage({ id, value: JSON.parse(text) });
-  } catch (error) {
-    parentPort.postMessage({ id, error: error.message });
-  }
-});`;
+/** A body for the worker (lib/serve/body-worker.ts), and the route it came to (which fields hold images). */
+export interface BodyJob {
+  id: number;
+  bytes: Uint8Array;
+  route: string;
+}
 
-/** JSON.parse on a worker thread, one body at a time, the worker started on first use and let go on close. */
-class JsonParser {
+/** An image field the worker decoded; its place in the value sent back holds null. */
+export interface DecodedField extends Base64Read {
+  path: FieldPath;
+}
+
+export type BodyReply = { id: number; value: unknown; images: DecodedField[]; error?: undefined } | { id: number; error: string };
+
+/** JSON.parse and image decoding on a worker thread, one body at a time, the worker started on first use and let go on close. */
+class BodyParser {
   private worker: Worker | null = null;
-  private readonly waiting = new Map<number, (reply: { value?: unknown; error?: string }) => void>();
+  private readonly waiting = new Map<number, (reply: BodyReply) => void>();
   private next = 0;
 
-  parse(bytes: Buffer): Promise<unknown> {
+  parse(bytes: Buffer, route: string): Promise<unknown> {
     if (!this.worker) {
-      this.worker = new Worker(PARSER_SOURCE, { eval: true });
-      this.worker.on('message', (reply: { id: number; value?: unknown; error?: string }) => {
+      this.worker = new Worker(workerUrl(import.meta.url, 'body-worker.js'));
+      this.worker.on('message', (reply: BodyReply) => {
         this.waiting.get(reply.id)?.(reply);
         this.waiting.delete(reply.id);
         if (this.waiting.size === 0) this.worker?.unref();
@@ -56,10 +57,21 @@ class JsonParser {
     this.worker.ref();
     const id = this.next++;
     return new Promise((resolve, reject) => {
-      this.waiting.set(id, (reply) => (reply.error === undefined ? resolve(reply.value) : reject(badRequest('invalid_json', `the request body is not valid JSON (${reply.error})`))));
+      this.waiting.set(id, (reply) => {
+        if (reply.error !== undefined) {
+          reject(badRequest('invalid_json', `the request body is not valid JSON (${reply.error})`));
+          return;
+        }
+        // Only the worker's list marks decoded fields: no JSON body can pass for one.
+        for (const { path, bytes: image, size, fault } of reply.images) {
+          const { holder, key } = fieldHolder(reply.value, path);
+          holder[key] = new DecodedImageField(image, size, fault);
+        }
+        resolve(reply.value);
+      });
       // A body that owns its whole ArrayBuffer moves to the worker: copying 25 MB holds the event loop ~70 ms.
       const owned = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
-      this.worker!.postMessage({ id, bytes }, owned ? [bytes.buffer as ArrayBuffer] : []);
+      this.worker!.postMessage({ id, bytes, route } satisfies BodyJob, owned ? [bytes.buffer as ArrayBuffer] : []);
     });
   }
 
@@ -105,7 +117,7 @@ export class JsonDepth {
 export function registerBodyLimits(app: FastifyInstance, options: { bodyLimit: number; maxJsonDepth?: number }): void {
   const maxDepth = options.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH;
   const parse = app.getDefaultJsonParser('error', 'error');
-  const large = new JsonParser();
+  const large = new BodyParser();
   app.addHook('onClose', () => large.close());
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body: Buffer, done) => {
@@ -113,7 +125,7 @@ export function registerBodyLimits(app: FastifyInstance, options: { bodyLimit: n
       parse(request, body.toString('utf8'), done);
       return;
     }
-    large.parse(body).then((value) => done(null, value), (error: Error) => done(error, undefined));
+    large.parse(body, request.routeOptions.url ?? '').then((value) => done(null, value), (error: Error) => done(error, undefined));
   });
   app.addHook('preParsing', async (_request, _reply, payload) => {
     const depth = new JsonDepth(maxDepth);
