@@ -411,6 +411,21 @@ describe('limits before decoding, /health during a large image', () => {
     const small = await startServer({ grounder, port: 0, maxImageBytes: 2 ** 20, bodyLimit: 2 ** 22 });
     try {
       await expectError(await post(`${small.url}/v1/ground`, { image: pad, instruction: 'Open settings' }), 413, 'image_too_large', /the image is 1572864 bytes, over the limit of 1048576 bytes/);
+      // Sent in chunks without a Content-Length: counted as it arrives, refused once over the limit (the worker had half of it).
+      const chunked = await new Promise<{ status: number; body: string }>((done, fail) => {
+        const req = httpRequest(`${small.url}/v1/ground`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+          let body = '';
+          res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+          res.on('end', () => done({ status: res.statusCode!, body }));
+        });
+        req.on('error', fail);
+        req.write(`{"image": "${pad}`);
+        req.write(pad);
+        req.end(`${pad.slice(0, 16)}"}`);
+      });
+      expect(chunked.status).toBe(413);
+      expect((JSON.parse(chunked.body) as ApiErrorBody).error.message).toMatch(/over the limit of 4194304 bytes/);
+      expect((await post(`${small.url}/v1/ground`, ground(png))).status).toBe(200);
     } finally {
       await small.close();
     }

@@ -9,7 +9,7 @@
 //   of 25 MB holds an event loop ~0.2 s and the base64 decoding ~50 ms, and /health must answer meanwhile.
 import { Transform } from 'node:stream';
 import { Worker } from 'node:worker_threads';
-import type { FastifyInstance } from 'fastify';
+import { errorCodes, type FastifyInstance } from 'fastify';
 import { DecodedImageField, type Base64Read } from './base64-image.js';
 import { badRequest } from './errors.js';
 import { fieldHolder, type FieldPath } from './requests.js';
@@ -25,12 +25,11 @@ const IMAGE_ROUTES = new Set(['/v1/ground', '/v1/chat/completions', '/v1/feedbac
 /** Bodies from this size on are parsed on the worker. */
 const OFF_THREAD_BYTES = 1 << 20;
 
-/** A body for the worker (lib/serve/body-worker.ts), and the route it came to (which fields hold images). */
-export interface BodyJob {
-  id: number;
-  bytes: Uint8Array;
-  route: string;
-}
+/**
+ * What the worker (lib/serve/body-worker.ts) is sent: a body's bytes as they arrive, then its end (with the route it
+ * came to, which says where its images are), or its drop (the request failed or went away).
+ */
+export type BodyMessage = { id: number; kind: 'chunk'; bytes: Uint8Array } | { id: number; kind: 'end'; route: string } | { id: number; kind: 'drop' };
 
 /** An image field the worker decoded; its place in the value sent back holds null. */
 export interface DecodedField extends Base64Read {
@@ -39,40 +38,76 @@ export interface DecodedField extends Base64Read {
 
 export type BodyReply = { id: number; value: unknown; images: DecodedField[]; error?: undefined } | { id: number; error: string };
 
-/** JSON.parse and image decoding on a worker thread, one body at a time, the worker started on first use and let go on close. */
-class BodyParser {
+/** A body on its way to the worker. */
+interface BodyUpload {
+  send(chunk: Buffer): void;
+  /** The parsed body, its decoded image fields in place. */
+  end(): Promise<unknown>;
+  /** Lets go of a body that will not end (nothing once end() was called). */
+  drop(): void;
+}
+
+/**
+ * Large bodies read, parsed and their images decoded on a worker thread: the bytes go there as they arrive, so
+ * the event loop never joins megabytes either. The worker starts on first use and is let go on close.
+ */
+class OffThreadBodies {
   private worker: Worker | null = null;
+  private readonly open = new Set<number>();
   private readonly waiting = new Map<number, (reply: BodyReply) => void>();
   private next = 0;
 
-  parse(bytes: Buffer, route: string): Promise<unknown> {
+  start(route: string): BodyUpload {
+    const worker = this.started();
+    const id = this.next++;
+    this.open.add(id);
+    worker.ref();
+    let ended = false;
+    const post = (message: BodyMessage, transfer: ArrayBuffer[] = []) => worker.postMessage(message, transfer);
+    const settle = () => {
+      this.open.delete(id);
+      this.waiting.delete(id);
+      if (this.open.size === 0) worker.unref();
+    };
+    return {
+      send: (chunk) => {
+        // A chunk may be a view of a larger buffer, which postMessage would copy whole: its own bytes move instead.
+        const bytes = new Uint8Array(chunk);
+        post({ id, kind: 'chunk', bytes }, [bytes.buffer]);
+      },
+      drop: () => {
+        if (ended) return; // all of it arrived: the answer comes
+        ended = true;
+        post({ id, kind: 'drop' });
+        settle();
+      },
+      end: () => new Promise((resolve, reject) => {
+        ended = true;
+        this.waiting.set(id, (reply) => {
+          settle();
+          if (reply.error !== undefined) {
+            reject(badRequest('invalid_json', `the request body is not valid JSON (${reply.error})`));
+            return;
+          }
+          // Only the worker's list marks decoded fields: no JSON body can pass for one.
+          for (const { path, bytes, size, fault } of reply.images) {
+            const { holder, key } = fieldHolder(reply.value, path);
+            holder[key] = new DecodedImageField(bytes, size, fault);
+          }
+          resolve(reply.value);
+        });
+        post({ id, kind: 'end', route });
+      }),
+    };
+  }
+
+  private started(): Worker {
     if (!this.worker) {
       this.worker = new Worker(workerUrl(import.meta.url, 'body-worker.js'));
-      this.worker.on('message', (reply: BodyReply) => {
-        this.waiting.get(reply.id)?.(reply);
-        this.waiting.delete(reply.id);
-        if (this.waiting.size === 0) this.worker?.unref();
-      });
+      this.worker.unref();
+      this.worker.on('message', (reply: BodyReply) => this.waiting.get(reply.id)?.(reply));
     }
-    this.worker.ref();
-    const id = this.next++;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(id, (reply) => {
-        if (reply.error !== undefined) {
-          reject(badRequest('invalid_json', `the request body is not valid JSON (${reply.error})`));
-          return;
-        }
-        // Only the worker's list marks decoded fields: no JSON body can pass for one.
-        for (const { path, bytes: image, size, fault } of reply.images) {
-          const { holder, key } = fieldHolder(reply.value, path);
-          holder[key] = new DecodedImageField(image, size, fault);
-        }
-        resolve(reply.value);
-      });
-      // A body that owns its whole ArrayBuffer moves to the worker: copying 25 MB holds the event loop ~70 ms.
-      const owned = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
-      this.worker!.postMessage({ id, bytes, route } satisfies BodyJob, owned ? [bytes.buffer as ArrayBuffer] : []);
-    });
+    return this.worker;
   }
 
   async close(): Promise<void> {
@@ -117,15 +152,66 @@ export class JsonDepth {
 export function registerBodyLimits(app: FastifyInstance, options: { bodyLimit: number; maxJsonDepth?: number }): void {
   const maxDepth = options.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH;
   const parse = app.getDefaultJsonParser('error', 'error');
-  const large = new BodyParser();
+  const large = new OffThreadBodies();
   app.addHook('onClose', () => large.close());
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body: Buffer, done) => {
-    if (body.byteLength < OFF_THREAD_BYTES) {
-      parse(request, body.toString('utf8'), done);
+  // fastify's own reading (parseAs) joins the chunks on the event loop (a 25 MB body: one stall of tens of ms); this
+  // reads as it does, with its limits and errors, and hands a large body to the worker chunk by chunk.
+  app.addContentTypeParser('application/json', (request, payload, done) => {
+    const limit = request.routeOptions.bodyLimit ?? options.bodyLimit;
+    const declared = Number(request.headers['content-length']);
+    if (declared > limit) {
+      done(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE(), undefined);
       return;
     }
-    large.parse(body, request.routeOptions.url ?? '').then((value) => done(null, value), (error: Error) => done(error, undefined));
+    const chunks: Buffer[] = [];
+    let received = 0;
+    let upload: BodyUpload | null = null;
+    const detach = () => {
+      payload.removeListener('data', onData);
+      payload.removeListener('end', onEnd);
+      payload.removeListener('error', onEnd);
+    };
+    const fail = (error: Error) => {
+      detach();
+      upload?.drop();
+      done(error, undefined);
+    };
+    const onData = (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > limit) {
+        fail(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
+        return;
+      }
+      if (upload) {
+        upload.send(chunk);
+        return;
+      }
+      chunks.push(chunk);
+      if (received < OFF_THREAD_BYTES) return;
+      upload = large.start(request.routeOptions.url ?? '');
+      for (const early of chunks.splice(0)) upload.send(early);
+    };
+    const onEnd = (error?: Error & { statusCode?: number }) => {
+      if (error) {
+        if (!(typeof error.statusCode === 'number' && error.statusCode >= 400)) error.statusCode = 400;
+        fail(error);
+        return;
+      }
+      if (!Number.isNaN(declared) && ((payload as { receivedEncodedLength?: number }).receivedEncodedLength || received) !== declared) {
+        fail(new errorCodes.FST_ERR_CTP_INVALID_CONTENT_LENGTH());
+        return;
+      }
+      detach();
+      if (upload) upload.end().then((value) => done(null, value), (failure: Error) => done(failure, undefined));
+      else parse(request, Buffer.concat(chunks, received).toString('utf8'), done);
+    };
+    payload.on('data', onData);
+    payload.on('end', onEnd);
+    payload.on('error', onEnd);
+    // A client that goes away mid-body: the worker lets go of what it holds.
+    request.raw.once('close', () => upload?.drop());
+    payload.resume();
   });
   app.addHook('preParsing', async (_request, _reply, payload) => {
     const depth = new JsonDepth(maxDepth);
