@@ -12,6 +12,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import OpenAI from 'openai';
 import sharp from 'sharp';
@@ -25,6 +26,7 @@ import { Qwen3VL, type GenerateResult } from '../lib/engine/model.js';
 import { Grounder } from '../lib/grounding/grounder.js';
 import { Personalizer } from '../lib/personalize/personalizer.js';
 import { readSafetensors, writeSafetensors } from '../lib/safetensors.js';
+import type { ServedPersonalizer } from '../lib/serve/feedback-routes.js';
 import { startServer, type RunningServer } from '../lib/serve/server.js';
 import { JsonDepth } from '../lib/serve/limits.js';
 
@@ -497,6 +499,36 @@ describe('feedback: one namespace, validated as inference, quarantine', () => {
     expect(line.meta.image_sha256).toBe(createHash('sha256').update(image).digest('hex'));
   });
 
+  it('GET /v1/users/:id (admin) names the adapter as requests do and shows no server path', async () => {
+    const dir = join(work, 'feedback-paths');
+    const real = await Personalizer.open({ dir, grounder, auto: false });
+    // The real status, with what a user whose version 2 is served and whose last job quarantined a sample shows.
+    const image = join(real.dir, 'users', 'dora', 'images', '000003.png');
+    const personalizer: ServedPersonalizer = {
+      dir: real.dir, knows: () => true, adapterFor: () => 'dora', feedback: real.feedback.bind(real), rollback: real.rollback.bind(real),
+      status: async (user) => ({
+        ...(await real.status(user)), version: 2, versions: [1, 2], adapter: join(real.dir, 'adapters', 'dora', 'v2'),
+        lastDecision: {
+          time: '2026-12-05T12:00:00Z', user, decision: 'failed', version: 2, previous: 2, reason: `cannot read ${image}`, error: `ENOENT: ${image}`,
+          quarantined: [{ id: 'feedback/dora/000003', reason: `cannot read ${image}` }],
+        },
+      }),
+    };
+    const server = await startServer({ grounder, port: 0, personalizer });
+    try {
+      const text = await (await fetch(`${server.url}/v1/users/dora`)).text();
+      expect(text).not.toContain(work);
+      const user = JSON.parse(text) as { adapter: string; version: number; last_decision: { reason: string; error: string; quarantined: Array<{ reason: string }> } };
+      expect(user).toMatchObject({ id: 'dora', version: 2, adapter: 'dora' });
+      expect(user.last_decision.reason).toBe('cannot read users/dora/images/000003.png');
+      expect(user.last_decision.error).toBe('ENOENT: users/dora/images/000003.png');
+      expect(user.last_decision.quarantined).toEqual([{ id: 'feedback/dora/000003', reason: 'cannot read users/dora/images/000003.png' }]);
+    } finally {
+      await server.close();
+      await real.close();
+    }
+  });
+
   /** One short job: the point is whether it runs, not what it learns. */
   const QUICK = {
     auto: false, minNewSamples: 4, lora: { rank: 2, alpha: 4, dropout: 0 },
@@ -537,6 +569,44 @@ describe('feedback: one namespace, validated as inference, quarantine', () => {
       expect(again.quarantinedSamples('bob')).toEqual(['feedback/bob/000005']);
     } finally {
       await again.close();
+    }
+  });
+});
+
+describe('a failure inside the server', () => {
+  it('is a 500 in OpenAI\'s shape naming the request id; the engine\'s message is only in the log, under that id', async () => {
+    const lines: string[] = [];
+    const stream = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(...chunk.toString().split('\n').filter((line) => line !== ''));
+        done();
+      },
+    });
+    const server = await startServer({ grounder, port: 0, logger: { level: 'error', stream } });
+    const generate = grounder.model.generate.bind(grounder.model);
+    grounder.model.generate = async () => {
+      throw new Error('libtorch: out of memory in /opt/secret/engine.cpp:42');
+    };
+    try {
+      for (const stream of [false, true]) {
+        const response = await post(`${server.url}/v1/chat/completions`, {
+          stream, messages: [{ role: 'user', content: [{ type: 'text', text: 'Open settings' }, { type: 'image_url', image_url: { url: dataUri(png) } }] }],
+        });
+        const id = response.headers.get('x-request-id')!;
+        expect(id).toMatch(/^req_[0-9a-f]{32}$/);
+        const body = await expectError(response, 500, 'internal_error', new RegExp(`^internal error in request ${id}; the server's log has the details$`));
+        expect(body.error.type).toBe('server_error');
+        expect(JSON.stringify(body)).not.toMatch(/secret|memory/);
+        const logged = lines.map((line) => JSON.parse(line) as { reqId?: string }).filter((line) => line.reqId === id);
+        expect(logged).toEqual([expect.objectContaining({ level: 50, msg: 'internal error', err: expect.objectContaining({ message: expect.stringContaining('out of memory in /opt/secret/engine.cpp:42') }) })]);
+      }
+      // A client's mistake is answered in full and not logged as the server's.
+      const before = lines.length;
+      await expectError(await post(`${server.url}/v1/ground`, { image: dataUri(png) }), 400, 'missing_instruction', /no instruction/);
+      expect(lines.length).toBe(before);
+    } finally {
+      grounder.model.generate = generate;
+      await server.close();
     }
   });
 });

@@ -10,7 +10,7 @@
 // The Grounder stays the caller's: close() leaves it loaded.
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { AdapterInfo } from '../engine/model.js';
 import type { Grounder, GroundResult } from '../grounding/grounder.js';
 import { registerAccess, type AccessOptions } from './access.js';
@@ -68,6 +68,11 @@ export interface ServerOptions {
   maxJsonDepth?: number;
   /** Where the warning about a server open to the network goes (default process.emitWarning). */
   onWarning?: (message: string) => void;
+  /**
+   * fastify's logger (pino options such as {level, stream}); default errors only, to stderr. A 500 is logged there in
+   * full under its request id (the answer carries the id, not the error).
+   */
+  logger?: FastifyServerOptions['logger'];
 }
 
 export interface RunningServer {
@@ -134,12 +139,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   const adapterRoots = new AdapterRoots(options.adapterRoots ?? []);
 
-  const app = Fastify({ bodyLimit, logger: false, return503OnClosing: true });
+  const app = Fastify({
+    bodyLimit,
+    logger: options.logger ?? { level: 'error', stream: process.stderr },
+    genReqId: () => `req_${randomUUID().replaceAll('-', '')}`,
+    return503OnClosing: true,
+  });
   registerBodyLimits(app, { bodyLimit, maxJsonDepth: options.maxJsonDepth });
   registerAccess(app, options.access ?? {}, host, options.onWarning);
 
   app.addHook('onRequest', async (request, reply) => {
     const begun = performance.now();
+    reply.header('x-request-id', request.id);
     const counted = !draining;
     if (counted) inFlight++;
     reply.raw.once('close', () => {
@@ -160,10 +171,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       reply.raw.destroy();
       return;
     }
-    const api = toApiError(error, request.routeOptions.bodyLimit ?? bodyLimit);
+    const api = answerTo(error, request);
     for (const [k, v] of Object.entries(api.headers)) reply.header(k, v);
     void reply.code(api.status).send(api.body());
   });
+
+  /** The API error to answer `error` with; one of the server's own is logged in full under the request's id. */
+  function answerTo(error: unknown, request: FastifyRequest): ApiError {
+    const api = toApiError(error, request.routeOptions.bodyLimit ?? bodyLimit, request.id);
+    if (api.code === 'internal_error') request.log.error({ err: error }, 'internal error');
+    return api;
+  }
 
   app.setNotFoundHandler((request, reply) => {
     const api = new ApiError(404, 'not_found', `no route ${request.method} ${request.url.split('?')[0]}`);
@@ -300,7 +318,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
           grounding: grounding(result),
         };
       }
-      await streamChat(reply, call, id, created, client.signal);
+      await streamChat(request, reply, call, id, created, client.signal);
       return reply;
     } finally {
       client.done();
@@ -311,7 +329,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
    * SSE: chat.completion.chunk objects as the answer is decoded, then `data: [DONE]`. The headers go out with the
    * first piece of text, so a request that fails before (a bad image, an unknown adapter) still gets its 4xx.
    */
-  async function streamChat(reply: FastifyReply, call: ChatCall, id: string, created: number, signal: AbortSignal): Promise<void> {
+  async function streamChat(request: FastifyRequest, reply: FastifyReply, call: ChatCall, id: string, created: number, signal: AbortSignal): Promise<void> {
     const raw = reply.raw;
     let open = false;
     const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
@@ -336,7 +354,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     } catch (error) {
       if (!open) throw error;
       if (!raw.destroyed) {
-        send(toApiError(error, bodyLimit).body());
+        send(answerTo(error, request).body());
         raw.end();
       }
       return;
