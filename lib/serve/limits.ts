@@ -221,7 +221,7 @@ export function registerBodyLimits(app: FastifyInstance, options: { bodyLimit: n
         else done(badRequest('invalid_json', `the request body nests deeper than ${maxDepth} levels`));
       },
     }));
-    // fastify checks the bytes received against Content-Length on the stream it parses.
+    // The parser above checks the bytes received against Content-Length on the stream it reads, as fastify does.
     return Object.assign(guarded, { receivedEncodedLength: (payload as { receivedEncodedLength?: number }).receivedEncodedLength });
   });
   app.addHook('onRoute', (route) => {
