@@ -7,12 +7,13 @@
 //
 // Every loop is bounded (a fixed number of requests; /health polled until the case settles, at most 60 s). The
 // poller answers once before each case starts (not counted), so a case of a few ms may see no poll.
-// Writes <out>/attack-<name>.json: {command, device, date, versions, cases: [{case, status, health_max_ms,
-// health_polls, rss_peak_mib, files_written, seconds}]}.
+// Writes <out>/attack-<name>.json: {command, device, date, versions, load_average: {start, end} (1/5/15-minute, of
+// the box: other jobs on it slow /health too), cases: [{case, status, health_max_ms, health_polls, rss_peak_mib,
+// files_written, seconds}]}.
 import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
+import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -37,6 +38,7 @@ const work = resolve(arg('work', join(tmpdir(), 'pigg-attack-bench')));
 const outDir = resolve(arg('out', join(root, 'bench', 'results')));
 const imageWorkers = arg('image-workers', '1');
 const log = (message) => console.error(`[attack] ${message}`);
+const loadAtStart = loadavg();
 
 rmSync(work, { recursive: true, force: true });
 const modelDir = join(work, 'tiny');
@@ -221,6 +223,7 @@ const result = {
   date: new Date().toISOString(),
   versions: { pigg: JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version },
   image_workers: Number(imageWorkers),
+  load_average: { start: loadAtStart.map((l) => Math.round(l * 100) / 100), end: loadavg().map((l) => Math.round(l * 100) / 100) },
   cases: results,
 };
 mkdirSync(outDir, { recursive: true });

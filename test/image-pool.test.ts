@@ -45,6 +45,14 @@ describe('ImagePool', () => {
         const phone = await pool.process(PHONE, PIGG_PIXELS);
         expect(phone.numImageTokens).toBe(966);
         expect(Buffer.from(phone.pixelValues.buffer).equals(Buffer.from((await processImage(PHONE, PIGG_PIXELS)).pixelValues.buffer))).toBe(true);
+        // Encoded bytes in shared memory (as pigg serve decodes request images): the same pixels, and the caller
+        // keeps its bytes.
+        const file = readFileSync(PHONE);
+        const shared = Buffer.from(new SharedArrayBuffer(file.length));
+        file.copy(shared);
+        const fromShared = await pool.process(shared, PIGG_PIXELS);
+        expect(Buffer.from(fromShared.pixelValues.buffer).equals(Buffer.from(phone.pixelValues.buffer))).toBe(true);
+        expect(shared.equals(file)).toBe(true);
       } finally {
         await pool.close();
       }

@@ -7,14 +7,16 @@
 //   SVG, body size per route, nesting) and /health answering while a large image is processed;
 // - feedback validated as inference validates it, and a poisoned stored sample quarantined, not retried forever.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import OpenAI from 'openai';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { appendLineDurable } from '../lib/personalize/durable.js';
 import { readDataset } from '../lib/data/manifest.js';
 import { writeSynthDataset } from '../lib/data/synth/index.js';
@@ -24,6 +26,7 @@ import { Qwen3VL, type GenerateResult } from '../lib/engine/model.js';
 import { Grounder } from '../lib/grounding/grounder.js';
 import { Personalizer } from '../lib/personalize/personalizer.js';
 import { readSafetensors, writeSafetensors } from '../lib/safetensors.js';
+import type { ServedPersonalizer } from '../lib/serve/feedback-routes.js';
 import { startServer, type RunningServer } from '../lib/serve/server.js';
 import { JsonDepth } from '../lib/serve/limits.js';
 
@@ -73,6 +76,9 @@ function declaring(source: Buffer, width: number, height: number): Buffer {
   out.writeUInt32BE(crc32(out.subarray(12, 29)), 29);
   return out;
 }
+
+/** A PNG of random pixels (it does not compress): about 1.6 MB, a body of over a MiB in base64. */
+const noisyPng = () => sharp(randomBytes(720 * 720 * 3), { raw: { width: 720, height: 720, channels: 3 } }).png().toBuffer();
 
 const dataUri = (bytes: Buffer, type = 'image/png') => `data:${type};base64,${bytes.toString('base64')}`;
 
@@ -381,6 +387,52 @@ describe('limits before decoding, /health during a large image', () => {
     await expectError(await post(`${server.url}/v1/ground`, `{"__proto__": {"admin": true}, "pad": "${pad}"}`), 400, 'invalid_json', /__proto__ or constructor is not allowed/);
   });
 
+  it('a large body\'s image (decoded on the parse worker) reaches the Grounder byte for byte, in shared memory; faults name the field', async () => {
+    const image = await noisyPng();
+    const calls = vi.spyOn(grounder, 'ground');
+    try {
+      const grounded = await post(`${server.url}/v1/ground`, ground(image));
+      expect(grounded.status).toBe(200);
+      const chat = await post(`${server.url}/v1/chat/completions`, {
+        messages: [{ role: 'user', content: [{ type: 'text', text: 'Open settings' }, { type: 'image_url', image_url: { url: dataUri(image) } }] }],
+      });
+      expect(chat.status).toBe(200);
+      expect(calls).toHaveBeenCalledTimes(2);
+      for (const [bytes] of calls.mock.calls) {
+        expect(Buffer.compare(bytes as Buffer, image)).toBe(0);
+        expect((bytes as Buffer).buffer).toBeInstanceOf(SharedArrayBuffer);
+      }
+    } finally {
+      calls.mockRestore();
+    }
+    const pad = 'A'.repeat(2 ** 21);
+    await expectError(await post(`${server.url}/v1/ground`, { image: `data:image/png,${pad}`, instruction: 'Open settings' }), 400, 'invalid_image', /image is a data URI without ';base64,'/);
+    await expectError(await post(`${server.url}/v1/chat/completions`, {
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'Open settings' }, { type: 'image_url', image_url: `${pad}!A` }] }],
+    }), 400, 'invalid_image', /messages\[0\]\.content\[1\]\.image_url is not valid base64/);
+    const small = await startServer({ grounder, port: 0, maxImageBytes: 2 ** 20, bodyLimit: 2 ** 22 });
+    try {
+      await expectError(await post(`${small.url}/v1/ground`, { image: pad, instruction: 'Open settings' }), 413, 'image_too_large', /the image is 1572864 bytes, over the limit of 1048576 bytes/);
+      // Sent in chunks without a Content-Length: counted as it arrives, refused once over the limit (the worker had half of it).
+      const chunked = await new Promise<{ status: number; body: string }>((done, fail) => {
+        const req = httpRequest(`${small.url}/v1/ground`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+          let body = '';
+          res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+          res.on('end', () => done({ status: res.statusCode!, body }));
+        });
+        req.on('error', fail);
+        req.write(`{"image": "${pad}`);
+        req.write(pad);
+        req.end(`${pad.slice(0, 16)}"}`);
+      });
+      expect(chunked.status).toBe(413);
+      expect((JSON.parse(chunked.body) as ApiErrorBody).error.message).toMatch(/over the limit of 4194304 bytes/);
+      expect((await post(`${small.url}/v1/ground`, ground(png))).status).toBe(200);
+    } finally {
+      await small.close();
+    }
+  });
+
   it('/health answers while a large image is decoded and resized (on an image worker)', async () => {
     const large = await sharp({ create: { width: 4096, height: 4096, channels: 3, background: '#3060a0' } }).png().toBuffer();
     let settled = false;
@@ -428,6 +480,55 @@ describe('feedback: one namespace, validated as inference, quarantine', () => {
     }
   });
 
+  it('feedback in a large body stores the exact bytes sent', async () => {
+    const dir = join(work, 'feedback-large');
+    const image = await noisyPng();
+    const personalizer = await Personalizer.open({ dir, grounder, auto: false });
+    const server = await startServer({ grounder, port: 0, personalizer });
+    try {
+      const body = { user: 'carol', image: dataUri(image), instruction: samples[0]!.instruction, tap: { x: 700, y: 10 } };
+      expect(JSON.stringify(body).length).toBeGreaterThan(2 ** 20);
+      const response = await post(`${server.url}/v1/feedback`, body);
+      expect(response.status, await response.clone().text()).toBe(201);
+    } finally {
+      await server.close();
+      await personalizer.close();
+    }
+    const line = JSON.parse(readFileSync(join(dir, 'users', 'carol', 'manifest.jsonl'), 'utf8').split('\n')[0]!) as Sample & { meta: { image_sha256: string } };
+    expect(Buffer.compare(readFileSync(join(dir, 'users', 'carol', line.image)), image)).toBe(0);
+    expect(line.meta.image_sha256).toBe(createHash('sha256').update(image).digest('hex'));
+  });
+
+  it('GET /v1/users/:id (admin) names the adapter as requests do and shows no server path', async () => {
+    const dir = join(work, 'feedback-paths');
+    const real = await Personalizer.open({ dir, grounder, auto: false });
+    // The real status, with what a user whose version 2 is served and whose last job quarantined a sample shows.
+    const image = join(real.dir, 'users', 'dora', 'images', '000003.png');
+    const personalizer: ServedPersonalizer = {
+      dir: real.dir, knows: () => true, adapterFor: () => 'dora', feedback: real.feedback.bind(real), rollback: real.rollback.bind(real),
+      status: async (user) => ({
+        ...(await real.status(user)), version: 2, versions: [1, 2], adapter: join(real.dir, 'adapters', 'dora', 'v2'),
+        lastDecision: {
+          time: '2026-12-05T12:00:00Z', user, decision: 'failed', version: 2, previous: 2, reason: `cannot read ${image}`, error: `ENOENT: ${image}`,
+          quarantined: [{ id: 'feedback/dora/000003', reason: `cannot read ${image}` }],
+        },
+      }),
+    };
+    const server = await startServer({ grounder, port: 0, personalizer });
+    try {
+      const text = await (await fetch(`${server.url}/v1/users/dora`)).text();
+      expect(text).not.toContain(work);
+      const user = JSON.parse(text) as { adapter: string; version: number; last_decision: { reason: string; error: string; quarantined: Array<{ reason: string }> } };
+      expect(user).toMatchObject({ id: 'dora', version: 2, adapter: 'dora' });
+      expect(user.last_decision.reason).toBe('cannot read users/dora/images/000003.png');
+      expect(user.last_decision.error).toBe('ENOENT: users/dora/images/000003.png');
+      expect(user.last_decision.quarantined).toEqual([{ id: 'feedback/dora/000003', reason: 'cannot read users/dora/images/000003.png' }]);
+    } finally {
+      await server.close();
+      await real.close();
+    }
+  });
+
   /** One short job: the point is whether it runs, not what it learns. */
   const QUICK = {
     auto: false, minNewSamples: 4, lora: { rank: 2, alpha: 4, dropout: 0 },
@@ -468,6 +569,44 @@ describe('feedback: one namespace, validated as inference, quarantine', () => {
       expect(again.quarantinedSamples('bob')).toEqual(['feedback/bob/000005']);
     } finally {
       await again.close();
+    }
+  });
+});
+
+describe('a failure inside the server', () => {
+  it('is a 500 in OpenAI\'s shape naming the request id; the engine\'s message is only in the log, under that id', async () => {
+    const lines: string[] = [];
+    const stream = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(...chunk.toString().split('\n').filter((line) => line !== ''));
+        done();
+      },
+    });
+    const server = await startServer({ grounder, port: 0, logger: { level: 'error', stream } });
+    const generate = grounder.model.generate.bind(grounder.model);
+    grounder.model.generate = async () => {
+      throw new Error('libtorch: out of memory in /opt/secret/engine.cpp:42');
+    };
+    try {
+      for (const stream of [false, true]) {
+        const response = await post(`${server.url}/v1/chat/completions`, {
+          stream, messages: [{ role: 'user', content: [{ type: 'text', text: 'Open settings' }, { type: 'image_url', image_url: { url: dataUri(png) } }] }],
+        });
+        const id = response.headers.get('x-request-id')!;
+        expect(id).toMatch(/^req_[0-9a-f]{32}$/);
+        const body = await expectError(response, 500, 'internal_error', new RegExp(`^internal error in request ${id}; the server's log has the details$`));
+        expect(body.error.type).toBe('server_error');
+        expect(JSON.stringify(body)).not.toMatch(/secret|memory/);
+        const logged = lines.map((line) => JSON.parse(line) as { reqId?: string }).filter((line) => line.reqId === id);
+        expect(logged).toEqual([expect.objectContaining({ level: 50, msg: 'internal error', err: expect.objectContaining({ message: expect.stringContaining('out of memory in /opt/secret/engine.cpp:42') }) })]);
+      }
+      // A client's mistake is answered in full and not logged as the server's.
+      const before = lines.length;
+      await expectError(await post(`${server.url}/v1/ground`, { image: dataUri(png) }), 400, 'missing_instruction', /no instruction/);
+      expect(lines.length).toBe(before);
+    } finally {
+      grounder.model.generate = generate;
+      await server.close();
     }
   });
 });

@@ -2,11 +2,13 @@
 // 1080×2400 screenshot take about 70 ms of JavaScript, more than a GPU spends on a whole evaluation sample; a pool
 // spreads the images over cores, and since the native model works off the JS thread, the images of the next
 // batch are made while the model runs on this one. Results are those of processImage, bit for bit.
-import { existsSync } from 'node:fs';
+// Encoded bytes in shared memory (a Buffer over a SharedArrayBuffer, as pigg serve decodes request images) reach a
+// worker without a copy; other byte sources are copied, never transferred: the caller keeps its bytes (the feedback
+// store writes them to disk after the image was checked).
 import { availableParallelism } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { processImage, type ImageProcessorOptions, type ProcessedImage } from './image.js';
+import { workerUrl } from '../util/worker-url.js';
 
 export interface ImageJob {
   id: number;
@@ -27,15 +29,6 @@ export function defaultImageWorkers(): number {
   return Math.max(0, Math.min(8, availableParallelism() - 2));
 }
 
-function workerUrl(): URL {
-  const sibling = new URL('./image-worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(sibling))) return sibling;
-  // Running from the TypeScript sources (vitest): the compiled worker of the same tree.
-  const compiled = new URL('../../dist/processor/image-worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(compiled))) return compiled;
-  throw new Error(`image worker not found at ${fileURLToPath(sibling)} (build with npm run build:ts)`);
-}
-
 /** Jobs a worker holds at once: sharp decodes the next image on libuv's threads while the worker resizes this one. */
 const JOBS_PER_WORKER = 2;
 
@@ -52,7 +45,7 @@ export class ImagePool {
   constructor(readonly size = defaultImageWorkers()) {
     if (!Number.isInteger(size) || size < 0) throw new Error(`image workers must be a non-negative integer, got ${size}`);
     for (let i = 0; i < size; i++) {
-      const worker = new Worker(workerUrl());
+      const worker = new Worker(workerUrl(import.meta.url, 'image-worker.js'));
       worker.unref();
       worker.on('message', (reply: ImageReply) => this.finish(worker, reply));
       worker.on('error', (error) => this.fail(worker, error));

@@ -46,8 +46,13 @@ export class AdapterRoots {
 
   /** A message (a native error's, say) with the roots' own paths cut out, so paths in it are relative to a root. */
   redact(message: string): string {
-    return this.roots.reduce((text, root) => text.split(root + sep).join('').split(root).join('.'), message);
+    return withoutFolders(message, this.roots);
   }
+}
+
+/** `text` with each folder's path cut out: paths under one read relative to it, the folder itself as '.'. */
+export function withoutFolders(text: string, folders: readonly string[]): string {
+  return folders.reduce((out, folder) => out.split(folder + sep).join('').split(folder).join('.'), text);
 }
 
 function within(root: string, path: string): boolean {

@@ -34,8 +34,12 @@ const FASTIFY_CODES: Record<string, { code: string; message?: (error: Error) => 
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'invalid_content_length' },
 };
 
-/** Any error a handler or fastify throws, as the API error to answer with. */
-export function toApiError(error: unknown, bodyLimit: number): ApiError {
+/**
+ * Any error a handler or fastify throws, as the API error to answer with. One the client did not cause is a 500
+ * that says nothing of the server's inside (an engine message may name files, devices, memory): it names the
+ * request, whose id the server's log has the error under.
+ */
+export function toApiError(error: unknown, bodyLimit: number, requestId: string): ApiError {
   if (error instanceof ApiError) return error;
   const e = error as Error & { code?: string; statusCode?: number };
   switch (e?.code) {
@@ -60,5 +64,5 @@ export function toApiError(error: unknown, bodyLimit: number): ApiError {
   if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     return new ApiError(e.statusCode, String(e.code ?? 'invalid_request').toLowerCase(), e.message);
   }
-  return new ApiError(500, 'internal_error', `internal error: ${e?.message ?? String(error)}`);
+  return new ApiError(500, 'internal_error', `internal error in request ${requestId}; the server's log has the details`);
 }

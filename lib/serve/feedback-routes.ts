@@ -1,12 +1,15 @@
 // The HTTP face of a Personalizer, mounted by lib/serve/server.ts when `pigg serve --feedback DIR` runs:
 //
 //   POST /v1/feedback            {user, image (base64 or data URI), instruction, tap: {x, y}, referring?}  -> 201
-//   GET  /v1/users/:id           sample count, new samples since the last training, version served, its held-out
-//                                metrics, versions kept, whether training runs, the last decision
+//   GET  /v1/users/:id           sample count, new samples since the last training, version served (and the adapter
+//                                name requests use for it), its held-out metrics, versions kept, whether training
+//                                runs, the last decision; no server path
 //   POST /v1/users/:id/rollback  {version: N | null}  (null: the base model)
 //
 // Errors are the API's (lib/serve/errors.ts): 400 with the field named, 404 for a user with no samples.
+import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { withoutFolders } from './adapter-roots.js';
 import { ApiError, badRequest } from './errors.js';
 import { base64ImageBytes } from './requests.js';
 import type { FeedbackReceipt, Personalizer, UserStatus } from '../personalize/personalizer.js';
@@ -14,7 +17,7 @@ import { checkUser, type FeedbackError } from '../personalize/store.js';
 import { isObject } from '../util/json.js';
 
 /** What the server needs of a Personalizer. */
-export type ServedPersonalizer = Pick<Personalizer, 'feedback' | 'status' | 'knows' | 'adapterFor' | 'rollback'>;
+export type ServedPersonalizer = Pick<Personalizer, 'feedback' | 'status' | 'knows' | 'adapterFor' | 'rollback' | 'dir'>;
 
 /** The adapter to ground a request's user with: a user the personalizer knows but has no version yet gets the base model. */
 export function servedUser(personalizer: ServedPersonalizer | undefined, user: string | null): string | null {
@@ -33,9 +36,23 @@ function apiError(error: unknown): unknown {
   return error;
 }
 
-function userObject(status: UserStatus): Record<string, unknown> {
-  const { user, samples, pending, version, adapter, metrics, versions, training, queued, job, lastDecision, quarantined } = status;
-  return { id: user, object: 'user', samples, pending, version, adapter, metrics, versions, training, queued, job, last_decision: lastDecision, quarantined };
+/**
+ * A user's status as clients see it: the adapter by the name a request asks for (`model` / `user`), never its
+ * folder, and the feedback folder cut out of a decision's messages (paths in them read relative to it).
+ */
+function userObject(status: UserStatus, personalizer: ServedPersonalizer): Record<string, unknown> {
+  const { user, samples, pending, version, metrics, versions, training, queued, job, lastDecision, quarantined } = status;
+  const folders = [...new Set([personalizer.dir, resolve(personalizer.dir)])];
+  const redact = (text: string | undefined) => (text === undefined ? undefined : withoutFolders(text, folders));
+  const decision = lastDecision && {
+    ...lastDecision,
+    reason: redact(lastDecision.reason),
+    error: redact(lastDecision.error),
+    quarantined: lastDecision.quarantined?.map((q) => ({ ...q, reason: redact(q.reason)! })),
+  };
+  return {
+    id: user, object: 'user', samples, pending, version, adapter: personalizer.adapterFor(user), metrics, versions, training, queued, job, last_decision: decision, quarantined,
+  };
 }
 
 export function registerFeedbackRoutes(app: FastifyInstance, personalizer: ServedPersonalizer, limits: { maxImageBytes: number }): void {
@@ -67,14 +84,14 @@ export function registerFeedbackRoutes(app: FastifyInstance, personalizer: Serve
     return id;
   };
 
-  app.get<{ Params: { id: string } }>('/v1/users/:id', async (request) => userObject(await personalizer.status(known(request.params.id))));
+  app.get<{ Params: { id: string } }>('/v1/users/:id', async (request) => userObject(await personalizer.status(known(request.params.id)), personalizer));
 
   app.post<{ Params: { id: string } }>('/v1/users/:id/rollback', async (request) => {
     const id = known(request.params.id);
     const body = request.body;
     if (!isObject(body) || !('version' in body)) throw badRequest('missing_version', 'send {"version": N} (a version kept) or {"version": null} (the base model)', 'version');
     try {
-      return userObject(await personalizer.rollback(id, body.version as number | null));
+      return userObject(await personalizer.rollback(id, body.version as number | null), personalizer);
     } catch (error) {
       throw apiError(error);
     }

@@ -5,12 +5,15 @@
 // - Size per route: the routes that carry a screenshot take up to bodyLimit, every other route (adapters, rollback)
 //   SMALL_BODY_LIMIT.
 // - Nesting depth: a deeply nested body ([[[[...) is refused while it arrives, before JSON.parse recurses into it.
-// - Large bodies (a screenshot in base64) are parsed on a worker thread: JSON.parse of 25 MB holds an event loop
-//   ~0.2 s, and /health must answer meanwhile.
+// - Large bodies (a screenshot in base64) are parsed on a worker thread, their images decoded there too: JSON.parse
+//   of 25 MB holds an event loop ~0.2 s and the base64 decoding ~50 ms, and /health must answer meanwhile.
 import { Transform } from 'node:stream';
 import { Worker } from 'node:worker_threads';
-import type { FastifyInstance } from 'fastify';
+import { errorCodes, type FastifyInstance } from 'fastify';
+import { DecodedImageField, type Base64Read } from './base64-image.js';
 import { badRequest } from './errors.js';
+import { fieldHolder, type FieldPath } from './requests.js';
+import { workerUrl } from '../util/worker-url.js';
 
 /** Bytes of a body without an image. */
 export const SMALL_BODY_LIMIT = 64 * 1024;
@@ -23,44 +26,88 @@ const IMAGE_ROUTES = new Set(['/v1/ground', '/v1/chat/completions', '/v1/feedbac
 const OFF_THREAD_BYTES = 1 << 20;
 
 /**
- * The worker's code (inline: no file to find from the sources or dist/). A key __proto__ or constructor is refused as
- * fastify's own parser refuses it.
+ * What the worker (lib/serve/body-worker.ts) is sent: a body's bytes as they arrive, then its end (with the route it
+ * came to, which says where its images are), or its drop (the request failed or went away).
  */
-const PARSER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
-parentPort.on('message', ({ id, bytes }) => {
-  try {
-    const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
-    if (/"(?:__proto__|constructor)"\\s*:/.test(text)) throw new Error('a key __proto__ or constructor is not allowed');
-    parentPort.postMessage({ id, value: JSON.parse(text) });
-  } catch (error) {
-    parentPort.postMessage({ id, error: error.message });
-  }
-});`;
+export type BodyMessage = { id: number; kind: 'chunk'; bytes: Uint8Array } | { id: number; kind: 'end'; route: string } | { id: number; kind: 'drop' };
 
-/** JSON.parse on a worker thread, one body at a time, the worker started on first use and let go on close. */
-class JsonParser {
+/** An image field the worker decoded; its place in the value sent back holds null. */
+export interface DecodedField extends Base64Read {
+  path: FieldPath;
+}
+
+export type BodyReply = { id: number; value: unknown; images: DecodedField[]; error?: undefined } | { id: number; error: string };
+
+/** A body on its way to the worker. */
+interface BodyUpload {
+  send(chunk: Buffer): void;
+  /** The parsed body, its decoded image fields in place. */
+  end(): Promise<unknown>;
+  /** Lets go of a body that will not end (nothing once end() was called). */
+  drop(): void;
+}
+
+/**
+ * Large bodies read, parsed and their images decoded on a worker thread: the bytes go there as they arrive, so
+ * the event loop never joins megabytes either. The worker starts on first use and is let go on close.
+ */
+class OffThreadBodies {
   private worker: Worker | null = null;
-  private readonly waiting = new Map<number, (reply: { value?: unknown; error?: string }) => void>();
+  private readonly open = new Set<number>();
+  private readonly waiting = new Map<number, (reply: BodyReply) => void>();
   private next = 0;
 
-  parse(bytes: Buffer): Promise<unknown> {
-    if (!this.worker) {
-      this.worker = new Worker(PARSER_SOURCE, { eval: true });
-      this.worker.on('message', (reply: { id: number; value?: unknown; error?: string }) => {
-        this.waiting.get(reply.id)?.(reply);
-        this.waiting.delete(reply.id);
-        if (this.waiting.size === 0) this.worker?.unref();
-      });
-    }
-    this.worker.ref();
+  start(route: string): BodyUpload {
+    const worker = this.started();
     const id = this.next++;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(id, (reply) => (reply.error === undefined ? resolve(reply.value) : reject(badRequest('invalid_json', `the request body is not valid JSON (${reply.error})`))));
-      // A body that owns its whole ArrayBuffer moves to the worker: copying 25 MB holds the event loop ~70 ms.
-      const owned = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
-      this.worker!.postMessage({ id, bytes }, owned ? [bytes.buffer as ArrayBuffer] : []);
-    });
+    this.open.add(id);
+    worker.ref();
+    let ended = false;
+    const post = (message: BodyMessage, transfer: ArrayBuffer[] = []) => worker.postMessage(message, transfer);
+    const settle = () => {
+      this.open.delete(id);
+      this.waiting.delete(id);
+      if (this.open.size === 0) worker.unref();
+    };
+    return {
+      send: (chunk) => {
+        // A chunk may be a view of a larger buffer, which postMessage would copy whole: its own bytes move instead.
+        const bytes = new Uint8Array(chunk);
+        post({ id, kind: 'chunk', bytes }, [bytes.buffer]);
+      },
+      drop: () => {
+        if (ended) return; // all of it arrived: the answer comes
+        ended = true;
+        post({ id, kind: 'drop' });
+        settle();
+      },
+      end: () => new Promise((resolve, reject) => {
+        ended = true;
+        this.waiting.set(id, (reply) => {
+          settle();
+          if (reply.error !== undefined) {
+            reject(badRequest('invalid_json', `the request body is not valid JSON (${reply.error})`));
+            return;
+          }
+          // Only the worker's list marks decoded fields: no JSON body can pass for one.
+          for (const { path, bytes, size, fault } of reply.images) {
+            const { holder, key } = fieldHolder(reply.value, path);
+            holder[key] = new DecodedImageField(bytes, size, fault);
+          }
+          resolve(reply.value);
+        });
+        post({ id, kind: 'end', route });
+      }),
+    };
+  }
+
+  private started(): Worker {
+    if (!this.worker) {
+      this.worker = new Worker(workerUrl(import.meta.url, 'body-worker.js'));
+      this.worker.unref();
+      this.worker.on('message', (reply: BodyReply) => this.waiting.get(reply.id)?.(reply));
+    }
+    return this.worker;
   }
 
   async close(): Promise<void> {
@@ -105,15 +152,66 @@ export class JsonDepth {
 export function registerBodyLimits(app: FastifyInstance, options: { bodyLimit: number; maxJsonDepth?: number }): void {
   const maxDepth = options.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH;
   const parse = app.getDefaultJsonParser('error', 'error');
-  const large = new JsonParser();
+  const large = new OffThreadBodies();
   app.addHook('onClose', () => large.close());
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body: Buffer, done) => {
-    if (body.byteLength < OFF_THREAD_BYTES) {
-      parse(request, body.toString('utf8'), done);
+  // fastify's own reading (parseAs) joins the chunks on the event loop (a 25 MB body: one stall of tens of ms); this
+  // reads as it does, with its limits and errors, and hands a large body to the worker chunk by chunk.
+  app.addContentTypeParser('application/json', (request, payload, done) => {
+    const limit = request.routeOptions.bodyLimit ?? options.bodyLimit;
+    const declared = Number(request.headers['content-length']);
+    if (declared > limit) {
+      done(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE(), undefined);
       return;
     }
-    large.parse(body).then((value) => done(null, value), (error: Error) => done(error, undefined));
+    const chunks: Buffer[] = [];
+    let received = 0;
+    let upload: BodyUpload | null = null;
+    const detach = () => {
+      payload.removeListener('data', onData);
+      payload.removeListener('end', onEnd);
+      payload.removeListener('error', onEnd);
+    };
+    const fail = (error: Error) => {
+      detach();
+      upload?.drop();
+      done(error, undefined);
+    };
+    const onData = (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > limit) {
+        fail(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
+        return;
+      }
+      if (upload) {
+        upload.send(chunk);
+        return;
+      }
+      chunks.push(chunk);
+      if (received < OFF_THREAD_BYTES) return;
+      upload = large.start(request.routeOptions.url ?? '');
+      for (const early of chunks.splice(0)) upload.send(early);
+    };
+    const onEnd = (error?: Error & { statusCode?: number }) => {
+      if (error) {
+        if (!(typeof error.statusCode === 'number' && error.statusCode >= 400)) error.statusCode = 400;
+        fail(error);
+        return;
+      }
+      if (!Number.isNaN(declared) && ((payload as { receivedEncodedLength?: number }).receivedEncodedLength || received) !== declared) {
+        fail(new errorCodes.FST_ERR_CTP_INVALID_CONTENT_LENGTH());
+        return;
+      }
+      detach();
+      if (upload) upload.end().then((value) => done(null, value), (failure: Error) => done(failure, undefined));
+      else parse(request, Buffer.concat(chunks, received).toString('utf8'), done);
+    };
+    payload.on('data', onData);
+    payload.on('end', onEnd);
+    payload.on('error', onEnd);
+    // A client that goes away mid-body: the worker lets go of what it holds.
+    request.raw.once('close', () => upload?.drop());
+    payload.resume();
   });
   app.addHook('preParsing', async (_request, _reply, payload) => {
     const depth = new JsonDepth(maxDepth);
@@ -123,7 +221,7 @@ export function registerBodyLimits(app: FastifyInstance, options: { bodyLimit: n
         else done(badRequest('invalid_json', `the request body nests deeper than ${maxDepth} levels`));
       },
     }));
-    // fastify checks the bytes received against Content-Length on the stream it parses.
+    // The parser above checks the bytes received against Content-Length on the stream it reads, as fastify does.
     return Object.assign(guarded, { receivedEncodedLength: (payload as { receivedEncodedLength?: number }).receivedEncodedLength });
   });
   app.addHook('onRoute', (route) => {

@@ -3,6 +3,7 @@
 // (chat completions) OpenAI's sampling fields. Every failure is an ApiError with one message naming the field.
 import { randomInt } from 'node:crypto';
 import type { SamplingOptions } from '../engine/sampling.js';
+import { DecodedImageField, readBase64Image } from './base64-image.js';
 import { ApiError, badRequest } from './errors.js';
 import { isObject } from '../util/json.js';
 
@@ -32,34 +33,26 @@ export interface ChatCall extends GroundCall {
   sampling?: SamplingOptions | null;
 }
 
-/** The bytes of an image given as base64 or as a `data:<type>;base64,<data>` URI. */
+/**
+ * The bytes of an image given as base64 or as a `data:<type>;base64,<data>` URI (or already decoded by the JSON
+ * parse worker), as a Buffer over shared memory.
+ */
 export function base64ImageBytes(value: unknown, param: string, maxBytes: number): Buffer {
   if (value === undefined || value === null || value === '') throw badRequest('missing_image', `no image: send ${param} as base64 or a data URI (data:image/png;base64,...)`, param);
-  if (typeof value !== 'string') throw badRequest('invalid_image', `${param} must be a string (base64 or a data URI), got ${Array.isArray(value) ? 'an array' : typeof value}`, param);
-  let data = value;
-  if (value.startsWith('data:')) {
-    const comma = value.indexOf(',');
-    const header = comma < 0 ? value : value.slice(5, comma);
-    if (comma < 0 || !header.split(';').includes('base64')) {
-      throw badRequest('invalid_image', `${param} is a data URI without ';base64,' data; send the image base64-encoded (data:image/png;base64,...)`, param);
-    }
-    data = value.slice(comma + 1);
-  } else if (/^(https?|file):/i.test(value)) {
+  if (typeof value !== 'string' && !(value instanceof DecodedImageField)) {
+    throw badRequest('invalid_image', `${param} must be a string (base64 or a data URI), got ${Array.isArray(value) ? 'an array' : typeof value}`, param);
+  }
+  const read = typeof value === 'string' ? readBase64Image(value, maxBytes) : value;
+  if (read.fault === 'data_uri_without_base64') {
+    throw badRequest('invalid_image', `${param} is a data URI without ';base64,' data; send the image base64-encoded (data:image/png;base64,...)`, param);
+  }
+  if (read.fault === 'url') {
     throw badRequest('invalid_image', `${param} is a URL; this server does not fetch images: send the image itself as a data URI (data:image/png;base64,...)`, param);
   }
-  if (/\s/.test(data)) data = data.replace(/\s+/g, '');
-  if (data.length === 0) throw badRequest('missing_image', `no image: ${param} holds no data`, param);
-  const padding = data.endsWith('==') ? 2 : data.endsWith('=') ? 1 : 0;
-  const chars = data.length - padding;
-  const bytes = Math.floor((chars * 3) / 4);
-  if (bytes > maxBytes) {
-    throw new ApiError(413, 'image_too_large', `the image is ${bytes} bytes, over the limit of ${maxBytes} bytes`, param);
-  }
-  // Node's decoder takes both alphabets (+/ and -_) and skips any other character: the data is valid base64 when
-  // nothing was skipped. Native, one pass: a regular expression took ~0.4 s of the event loop on a 25 MB image.
-  const decoded = Buffer.from(data, 'base64');
-  if (chars % 4 === 1 || decoded.byteLength !== bytes) throw badRequest('invalid_image', `${param} is not valid base64`, param);
-  return decoded;
+  if (read.fault === 'empty') throw badRequest('missing_image', `no image: ${param} holds no data`, param);
+  if (read.size > maxBytes) throw new ApiError(413, 'image_too_large', `the image is ${read.size} bytes, over the limit of ${maxBytes} bytes`, param);
+  if (read.fault === 'invalid' || !read.bytes) throw badRequest('invalid_image', `${param} is not valid base64`, param);
+  return Buffer.from(read.bytes.buffer, read.bytes.byteOffset, read.bytes.byteLength);
 }
 
 function instructionOf(value: unknown, param: string, limits: RequestLimits): string {
@@ -167,8 +160,9 @@ export function parseChatRequest(body: unknown, limits: RequestLimits, baseModel
     if (found.length === 1) {
       const { p, j } = found[0]!;
       const param = `messages[${index}].content[${j}].image_url`;
-      const url = isObject(p.image_url) ? p.image_url.url : p.image_url;
-      image = { url, param: isObject(p.image_url) ? `${param}.url` : param };
+      // image_url is {url} or the URL itself (a string, or that string decoded by the parse worker).
+      const nested = isObject(p.image_url) && !(p.image_url instanceof DecodedImageField);
+      image = { url: nested ? (p.image_url as { url?: unknown }).url : p.image_url, param: nested ? `${param}.url` : param };
       break;
     }
   }
@@ -186,4 +180,32 @@ export function parseChatRequest(body: unknown, limits: RequestLimits, baseModel
     includeUsage: streamOptions.include_usage === true,
     sampling: samplingOf(b),
   };
+}
+
+/** Where a field sits in a body: keys and array indexes from the top. */
+export type FieldPath = Array<string | number>;
+
+/**
+ * The image fields of a body as the parsers above and POST /v1/feedback read them (the string values only): what the
+ * JSON parse worker decodes for a large body, so the event loop never decodes megabytes of base64.
+ */
+export function imageFieldPaths(route: string, body: unknown): FieldPath[] {
+  if (!isObject(body)) return [];
+  if (route === '/v1/ground' || route === '/v1/feedback') return typeof body.image === 'string' ? [['image']] : [];
+  if (route !== '/v1/chat/completions' || !Array.isArray(body.messages)) return [];
+  return body.messages.flatMap((message: unknown, i) => {
+    if (!isObject(message) || message.role !== 'user' || !Array.isArray(message.content)) return [];
+    return message.content.flatMap((part: unknown, j): FieldPath[] => {
+      if (!isObject(part) || part.type !== 'image_url') return [];
+      if (typeof part.image_url === 'string') return [['messages', i, 'content', j, 'image_url']];
+      return isObject(part.image_url) && typeof part.image_url.url === 'string' ? [['messages', i, 'content', j, 'image_url', 'url']] : [];
+    });
+  });
+}
+
+/** The object or array that holds the field at `path` of `body`, and its key there. */
+export function fieldHolder(body: unknown, path: FieldPath): { holder: Record<string | number, unknown>; key: string | number } {
+  let holder = body as Record<string | number, unknown>;
+  for (const key of path.slice(0, -1)) holder = holder[key] as Record<string | number, unknown>;
+  return { holder, key: path.at(-1)! };
 }
