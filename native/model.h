@@ -83,7 +83,7 @@ class Qwen3VL {
   // Token embeddings with the vision rows written into the image-token positions.
   at::Tensor embedWithImages(const at::Tensor& inputIds, const VisionOutputs& vision, at::Tensor* visualIndex) const;
   // The decoder layers over hidden, adding DeepStack feature j at the visual positions after layer j; with a
-  // cache the new keys/values are written at cache->length. Each layer's output goes to layerOutputs if given.
+  // cache, each layer writes its keys/values into it (TextDecoder::layer). Each layer's output goes to layerOutputs if given.
   at::Tensor runLayers(at::Tensor hidden, const AttentionContext& context, const at::Tensor& visualIndex,
                        const std::vector<at::Tensor>& deepstack, KVCache* cache = nullptr, std::vector<at::Tensor>* layerOutputs = nullptr);
   // Rotary tables (compute dtype) and the additive mask (undefined when none is needed) of a full forward.
