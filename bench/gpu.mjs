@@ -58,9 +58,11 @@
 //          the checkpointing recompute are not counted.
 //   click  Click latency: one sample (batch 1), prefill + N new tokens (greedy, EOS disabled: pigg eosTokenIds
 //          [], transformers min_new_tokens = max_new_tokens), median; the prefill alone (1 new token); and the
-//          decode time per new token derived from the two.
-//   eval   Batched evaluation throughput: --eval-batch samples, left-padded, N new tokens each; samples/s, and
-//          the peak memory of the generation child.
+//          decode time per new token derived from the two; and pigg's decode tokens/s from generate()'s own
+//          device-synchronized decode timing (the decode steps alone: one static-shape pass per step, see
+//          native/text.h), which transformers' side does not report.
+//   eval   Batched evaluation throughput: --eval-batch samples, left-padded, N new tokens each; samples/s, pigg's
+//          decode tokens/s over all rows (as for click), and the peak memory of the generation child.
 //   load   Weight loading from a warm page cache: the saved checkpoint loaded twice in one process, the second
 //          timed (pigg Qwen3VL.load; transformers from_pretrained(dtype, device_map=device)).
 // Peak memory: on CUDA the caching allocator's peak allocated bytes (pigg: Qwen3VL.info().deviceMemory;
@@ -180,27 +182,30 @@ async function childTrain(spec) {
 async function childGenerate(spec) {
   const { Qwen3VL, readSafetensors } = await dist('index.js');
   const model = await Qwen3VL.load(spec.model, { device: spec.device, dtype: spec.dtype });
+  // Returns generate's own decode time (device-synchronized, the decode steps alone).
   const generate = async (inputs, count) => {
-    const { tokens } = await model.generate(inputs, { maxNewTokens: count, eosTokenIds: [] });
+    const { tokens, timing } = await model.generate(inputs, { maxNewTokens: count, eosTokenIds: [] });
     if (tokens.some((row) => row.length !== count)) throw new Error(`generate made ${tokens[0].length} new tokens, not ${count}`);
+    return timing.decode;
   };
   const timed = async (inputs, count) => {
     for (let k = 0; k < spec.warmup; k++) await generate(inputs, count);
     const times = [];
+    const decode = [];
     for (let k = 0; k < spec.runs; k++) {
       const start = performance.now();
-      await generate(inputs, count);
+      decode.push(await generate(inputs, count));
       times.push((performance.now() - start) / 1000);
     }
-    return median(times);
+    return { seconds: median(times), decodeStep: median(decode) / (count - 1) };
   };
   const result = {};
   if (spec.prompts.click) {
     const click = Object.fromEntries(readSafetensors(spec.prompts.click));
-    result.click = await timed(click, spec.newTokens);
-    result.prefill = await timed(click, 1);
+    ({ seconds: result.click, decodeStep: result.clickDecodeStep } = await timed(click, spec.newTokens));
+    result.prefill = (await timed(click, 1)).seconds;
   }
-  if (spec.prompts.eval) result.eval = await timed(Object.fromEntries(readSafetensors(spec.prompts.eval)), spec.newTokens);
+  if (spec.prompts.eval) ({ seconds: result.eval, decodeStep: result.evalDecodeStep } = await timed(Object.fromEntries(readSafetensors(spec.prompts.eval)), spec.newTokens));
   result.peakBytes = (await peakOf(model, spec.device)).peak;
   console.log(JSON.stringify(result));
   model.dispose();
@@ -459,10 +464,12 @@ async function main() {
         add('click', clickConfig, `latency: prefill + ${newTokens} new tokens (median of ${runs})`, 's', round(pr?.click), round(hr?.click), false);
         add('click', clickConfig, `prefill: 1 new token (median of ${runs})`, 's', round(pr?.prefill), round(hr?.prefill), false);
         add('click', clickConfig, `decode time per new token ((latency − prefill) / ${newTokens - 1})`, 's', perToken(pr), perToken(hr), false);
+        add('click', clickConfig, `decode tokens per second (pigg's own decode timing, static KV cache; median of ${runs})`, 'tokens/s', pr && round(1 / pr.clickDecodeStep), null, true);
       }
       if (wantEval) {
         const evalConfig = `${modelLabel}, ${dtype}, batch ${evalBatch} left-padded to ${evalTensors.input_ids.shape[1]} tokens (${imageTokens} image each), greedy, ${newTokens} new tokens${note}`;
         add('eval', evalConfig, `samples per second (median of ${runs})`, 'samples/s', pr && round(evalBatch / pr.eval), hr && round(evalBatch / hr.eval), true);
+        add('eval', evalConfig, `decode tokens per second, all rows (pigg's own decode timing, static KV cache; median of ${runs})`, 'tokens/s', pr && round(evalBatch / pr.evalDecodeStep), null, true);
       }
       const genConfig = `${modelLabel}, ${dtype}, generation child: ${[wantClick && 'batch 1', wantEval && `batch ${evalBatch}`].filter(Boolean).join(' and ')}, ${newTokens} new tokens${note}`;
       add(wantEval ? 'eval' : 'click', genConfig, memName, memUnit, mem(pr?.peakBytes), mem(hr?.peakBytes), false);

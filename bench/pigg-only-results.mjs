@@ -19,13 +19,14 @@ export function benchArgs() {
   return { device, steps: arg('steps', '5'), name: arg('name', device.split(':')[0]), outDir: resolve(arg('out', join(root, 'bench', 'results'))) };
 }
 
-/** Writes <outDir>/<bench>-<name>.json and returns its path. */
-export function writePiggOnlyResults({ bench, name, outDir, device, torch, rows }) {
+/** Writes <outDir>/<bench>-<name>.json and returns its path; `extra` adds fields (e.g. the box's load average). */
+export function writePiggOnlyResults({ bench, name, outDir, device, torch, rows, extra = {} }) {
   const result = {
     command: `node bench/${bench}.mjs ${process.argv.slice(2).join(' ')}`.trim(),
     device: `${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()} threads, ${Math.round(totalmem() / 2 ** 30)} GiB${device.startsWith('cuda') ? ` + ${device}` : ''}`,
     date: new Date().toISOString(),
     versions: { torch, transformers: null, pigg: JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version },
+    ...extra,
     rows,
   };
   mkdirSync(outDir, { recursive: true });

@@ -34,20 +34,13 @@ at::ScalarType parseDtype(const std::string& name) {
   throw Error("unknown dtype '" + name + "' (use fp32 or bf16)");
 }
 
-double lowestValue(at::ScalarType dtype) {
-  if (dtype == at::kBFloat16) return static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest());
-  if (dtype == at::kHalf) return static_cast<double>(std::numeric_limits<c10::Half>::lowest());
-  return static_cast<double>(std::numeric_limits<float>::lowest());
-}
-
 // Additive mask allowing query i (at absolute position keyLength - queries + i) to see valid keys up to itself.
 at::Tensor additiveMask(const at::Tensor& keyValid, int64_t queries, at::ScalarType dtype) {
   const int64_t batch = keyValid.size(0), keys = keyValid.size(1);
   const auto device = keyValid.device();
   const at::Tensor causal = at::ones({queries, keys}, at::TensorOptions().dtype(at::kBool).device(device)).tril(keys - queries);
   const at::Tensor allowed = causal.view({1, 1, queries, keys}) & keyValid.view({batch, 1, 1, keys});
-  // The dtype's lowest finite value (not -inf), as transformers uses, keeps fully padded query rows finite.
-  return at::zeros({batch, 1, queries, keys}, at::TensorOptions().dtype(dtype).device(device)).masked_fill(allowed.logical_not(), lowestValue(dtype));
+  return at::zeros({batch, 1, queries, keys}, at::TensorOptions().dtype(dtype).device(device)).masked_fill(allowed.logical_not(), maskedScore(dtype));
 }
 
 }  // namespace
@@ -305,22 +298,30 @@ TensorMap Qwen3VL::generate(const ModelInputs& prompts, const GenerateOptions& o
   at::Tensor hidden = embedWithImages(ids, vision, &visualIndex);
   AttentionContext context = attentionContext(rope.positionIds, mask);
   context.rowLora = rowLora.empty() ? nullptr : &rowLora;
-  KVCache cache = text_->newCache(batch, promptLength + options.maxNewTokens);
+  // Every new token but the last is fed back: prompt + maxNewTokens - 1 columns.
+  KVCache cache = text_->newCache(batch, promptLength + options.maxNewTokens - 1);
   hidden = runLayers(hidden, context, visualIndex, vision.deepstack, &cache);
-  cache.length = promptLength;
+  cache.startDecoding(mask.to(device_).to(at::kBool));
   at::Tensor lastLogits = text_->logits(text_->norm(hidden.select(1, promptLength - 1))).to(at::kFloat);
   const double prefillSeconds = secondsSince(clock, device_);
   clock = std::chrono::steady_clock::now();
 
-  const bool padded = (mask == 0).any().item<bool>();
-  at::Tensor keyValid = mask.to(device_).to(at::kBool);
   const at::Tensor eos = at::tensor(stopOnEos ? options.eosTokenIds : std::vector<int64_t>{-1}, at::kLong).to(device_);
   at::Tensor finished = at::zeros({batch}, at::TensorOptions().dtype(at::kBool).device(device_));
   std::vector<uint8_t> aborted(batch, 0);
-  const at::Tensor nextBase = rope.maxPosition.to(device_) + 1;  // new token s gets max prompt position + 1 + s
+  // Decode step s feeds its token at position max prompt position + 1 + s (all three M-RoPE axes alike): the
+  // positions and rotary tables of every step at once, each step taking its column.
+  const int64_t maxFed = options.maxNewTokens - 1;
+  const at::Tensor fedPositions = (rope.maxPosition.view({1, batch, 1}) + 1 + at::arange(maxFed, at::kLong).view({1, 1, maxFed})).expand({3, batch, maxFed});
+  auto [stepCos, stepSin] = textRotary(fedPositions, invFreq_, config_.text.mropeSection);
+  stepCos = stepCos.to(dtype_);
+  stepSin = stepSin.to(dtype_);
+  AttentionContext stepContext;
+  stepContext.rowLora = context.rowLora;
   // Finished rows are padded with the pad id (transformers falls back to the first EOS id when none is set).
   const int64_t padId = config_.padTokenId >= 0 ? config_.padTokenId : (options.eosTokenIds.empty() ? 0 : options.eosTokenIds.front());
-  std::vector<at::Tensor> tokens, stepLogits, fedPositions;
+  std::vector<at::Tensor> tokens, stepLogits;
+  int64_t fed = 0;
   for (int64_t step = 0; step < options.maxNewTokens; ++step) {
     checkCancelled();
     // A row whose request was aborted stops here: it is finished and padded from this step on.
@@ -341,26 +342,21 @@ TensorMap Qwen3VL::generate(const ModelInputs& prompts, const GenerateOptions& o
       const at::Tensor cpu = next.to(at::kCPU);
       options.onStep(std::vector<int64_t>(cpu.data_ptr<int64_t>(), cpu.data_ptr<int64_t>() + batch));
     }
-    if (step == options.maxNewTokens - 1 || finished.all().item<bool>()) break;
-    const at::Tensor position = (nextBase + step).view({1, batch, 1}).expand({3, batch, 1}).contiguous();
-    fedPositions.push_back(position);
-    AttentionContext stepContext;
-    auto [cos, sin] = textRotary(position, invFreq_, config_.text.mropeSection);
-    stepContext.cos = cos.to(dtype_);
-    stepContext.sin = sin.to(dtype_);
-    stepContext.rowLora = context.rowLora;
-    keyValid = at::cat({keyValid, at::ones({batch, 1}, keyValid.options())}, 1);
-    if (padded) stepContext.mask = additiveMask(keyValid, 1, dtype_);
+    if (step == maxFed || finished.all().item<bool>()) break;
+    // Every row, finished ones included (they are fed the pad id), sees the new column.
+    cache.nextStep();
+    stepContext.cos = stepCos.narrow(1, step, 1);
+    stepContext.sin = stepSin.narrow(1, step, 1);
     // Decode steps have no visual positions: no DeepStack.
     const at::Tensor stepHidden = runLayers(text_->embed(next.view({batch, 1})), stepContext, at::Tensor(), {}, &cache);
-    cache.length += 1;
+    fed = step + 1;
     lastLogits = text_->logits(text_->norm(stepHidden.select(1, 0))).to(at::kFloat);
   }
   const double decodeSeconds = secondsSince(clock, device_);
   TensorMap out;
   out["generate.tokens"] = at::stack(tokens, 1).to(at::kCPU);
   if (options.returnStepLogits) out["generate.step_logits"] = at::stack(stepLogits, 1);
-  out["generate.fed_position_ids"] = fedPositions.empty() ? at::zeros({3, batch, 0}, at::kLong) : at::cat(fedPositions, 2).to(at::kCPU);
+  out["generate.fed_position_ids"] = fedPositions.narrow(2, 0, fed).contiguous();
   out["generate.rope_deltas"] = rope.ropeDeltasPadded;
   out["generate.rope_deltas_unpadded"] = rope.ropeDeltas;
   out["generate.aborted"] = at::tensor(aborted, at::kByte).to(at::kBool);

@@ -67,7 +67,7 @@ class Qwen3VL {
   // Token embeddings with the vision rows written into the image-token positions.
   at::Tensor embedWithImages(const at::Tensor& inputIds, const VisionOutputs& vision, at::Tensor* visualIndex) const;
   // Decoder layer l on hidden, then DeepStack feature l (if any) added at the visual positions; with a cache the
-  // new keys/values are written at cache->length; training turns LoRA dropout on. Checks for an abort first.
+  // layer writes its keys/values into it (TextDecoder::layer); training turns LoRA dropout on. Checks for an abort first.
   at::Tensor runLayer(int64_t l, const at::Tensor& hidden, const AttentionContext& context, const at::Tensor& visualIndex,
                       const std::vector<at::Tensor>& deepstack, KVCache* cache = nullptr, bool training = false);
   // Every decoder layer in order through runLayer; `around` (if given) wraps each one (see LayerHook).

@@ -1,6 +1,7 @@
 #include "text.h"
 
 #include <cmath>
+#include <limits>
 
 #include "rope.h"
 
@@ -26,14 +27,36 @@ TextDecoder::TextDecoder(const ModelConfig& config, const Weights& weights) : co
 
 at::Tensor TextDecoder::embed(const at::Tensor& ids) const { return at::embedding(embedTokens_, ids.to(embedTokens_.device())); }
 
-KVCache TextDecoder::newCache(int64_t batch, int64_t capacity) const {
+double maskedScore(at::ScalarType dtype) {
+  if (dtype == at::kBFloat16) return static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest());
+  if (dtype == at::kHalf) return static_cast<double>(std::numeric_limits<c10::Half>::lowest());
+  return static_cast<double>(std::numeric_limits<float>::lowest());
+}
+
+KVCache TextDecoder::newCache(int64_t batch, int64_t columns) const {
+  // A multiple of 8 columns: CUDA's memory-efficient attention takes a mask whose rows are 8-aligned as it is
+  // (it copies any other into a padded one, in every layer of every step).
+  const int64_t capacity = (columns + 7) / 8 * 8;
   KVCache cache;
   const auto options = embedTokens_.options().requires_grad(false);
+  // Zeros, not empty: a decode step scores the unwritten columns too (then masks them), so they must be finite.
   for (int64_t l = 0; l < config_.layers; ++l) {
-    cache.keys.push_back(at::empty({batch, config_.kvHeads, capacity, config_.headDim}, options));
-    cache.values.push_back(at::empty({batch, config_.kvHeads, capacity, config_.headDim}, options));
+    cache.keys.push_back(at::zeros({batch, config_.kvHeads, capacity, config_.headDim}, options));
+    cache.values.push_back(at::zeros({batch, config_.kvHeads, capacity, config_.headDim}, options));
   }
+  cache.mask = at::full({batch, 1, 1, capacity}, maskedScore(options.dtype().toScalarType()), options);
   return cache;
+}
+
+void KVCache::startDecoding(const at::Tensor& promptValid) {
+  const int64_t batch = promptValid.size(0), prompt = promptValid.size(1);
+  mask.narrow(3, 0, prompt).masked_fill_(promptValid.view({batch, 1, 1, prompt}), 0.0);
+  position = at::full({1}, prompt - 1, mask.options().dtype(at::kLong));
+}
+
+void KVCache::nextStep() {
+  position.add_(1);
+  mask.index_fill_(3, position, 0.0);
 }
 
 at::Tensor TextDecoder::layer(int64_t index, const at::Tensor& hidden, const AttentionContext& context, KVCache* cache, bool training) const {
@@ -52,22 +75,30 @@ at::Tensor TextDecoder::layer(int64_t index, const at::Tensor& hidden, const Att
   const at::Tensor cos = context.cos.unsqueeze(1), sin = context.sin.unsqueeze(1);
   q = applyRotary(q, cos, sin);
   k = applyRotary(k, cos, sin);
-  if (cache) {
-    const int64_t start = cache->length;
-    cache->keys[index].narrow(2, start, seq).copy_(k);
-    cache->values[index].narrow(2, start, seq).copy_(v);
-    k = cache->keys[index].narrow(2, 0, start + seq);
-    v = cache->values[index].narrow(2, 0, start + seq);
-  }
   const double scale = 1.0 / std::sqrt(static_cast<double>(headDim));
   at::Tensor attended;
-  if (context.mask.defined()) {
-    // Masked attention: expand the kv heads (query head h uses kv head h / group), since not every fused
-    // kernel takes grouped heads together with a mask.
+  if (cache && cache->decoding()) {
+    cache->keys[index].index_copy_(2, cache->position, k);
+    cache->values[index].index_copy_(2, cache->position, v);
+    // Query head h reads kv head h / group; with one query per row, the group of heads that share a kv head
+    // becomes `group` queries of one head: grouped attention under a mask, without a repeat of the cache, that
+    // every fused kernel takes.
     const int64_t group = heads / kvHeads;
-    attended = at::scaled_dot_product_attention(q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1), context.mask, 0.0, false, scale);
+    attended = at::scaled_dot_product_attention(q.reshape({batch, kvHeads, group, headDim}), cache->keys[index], cache->values[index], cache->mask, 0.0, false, scale)
+                   .reshape({batch, heads, 1, headDim});
   } else {
-    attended = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/seq > 1, scale, /*enable_gqa=*/true);
+    if (cache) {
+      cache->keys[index].narrow(2, 0, seq).copy_(k);
+      cache->values[index].narrow(2, 0, seq).copy_(v);
+    }
+    if (context.mask.defined()) {
+      // Masked attention: expand the kv heads (query head h uses kv head h / group), since not every fused
+      // kernel takes grouped heads together with a mask.
+      const int64_t group = heads / kvHeads;
+      attended = at::scaled_dot_product_attention(q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1), context.mask, 0.0, false, scale);
+    } else {
+      attended = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/seq > 1, scale, /*enable_gqa=*/true);
+    }
   }
   at::Tensor x = hidden + L.o(attended.transpose(1, 2).reshape({batch, seq, heads * headDim}), training, rows(3));
   const at::Tensor b = rmsNorm(x, L.postNorm, eps);

@@ -20,11 +20,28 @@ struct AttentionContext {
   const std::vector<RowLora>* rowLora = nullptr;
 };
 
-// Preallocated keys/values per layer, [B, kv_heads, capacity, head_dim]; keys are stored after norm and rotary.
+// The KV cache of one generate call, static: per layer, keys (after norm and rotary) and values
+// [B, kv_heads, capacity, head_dim] allocated once. The prefill writes columns [0, prompt); from startDecoding on,
+// each decode step writes column `position` and attends over all `capacity` columns under `mask`. So every decode
+// step runs the same kernels on tensors of the same shapes and addresses, its varying inputs (the write column,
+// the mask) being device buffers updated in place: what a CUDA graph of the step needs, and one index_fill_ per
+// step instead of a new mask and a longer key window. Attending over the unwritten tail costs capacity - filled
+// masked columns (at most maxNewTokens), little beside a decode step's weight reads.
 struct KVCache {
   std::vector<at::Tensor> keys, values;
-  int64_t length = 0;
+  at::Tensor position;  // int64 [1] on the device: the column the current decode step writes; undefined in the prefill
+  at::Tensor mask;      // additive [B, 1, 1, capacity] in the compute dtype: 0 for the columns a decode step sees
+
+  bool decoding() const { return position.defined(); }
+  // After the prefill of prompts whose valid (not padding) columns are promptValid (bool [B, prompt]).
+  void startDecoding(const at::Tensor& promptValid);
+  // Before each decode step: the next column, seen by every row from this step on.
+  void nextStep();
 };
+
+// The additive mask value of a masked score: the dtype's lowest finite value (not -inf), as transformers uses,
+// keeps fully masked query rows finite.
+double maskedScore(at::ScalarType dtype);
 
 struct DecoderLayer {
   at::Tensor inputNorm, postNorm, qNorm, kNorm;
@@ -36,13 +53,15 @@ class TextDecoder {
   TextDecoder(const ModelConfig& config, const Weights& weights);
 
   at::Tensor embed(const at::Tensor& ids) const;
-  // One decoder layer. With a cache, the new keys/values are written at cache->length (the caller advances it).
+  // One decoder layer. With a cache, the prefill (before startDecoding) writes its keys/values at columns [0, L);
+  // a decode step (L = 1) writes its column and attends over the whole cache.
   at::Tensor layer(int64_t index, const at::Tensor& hidden, const AttentionContext& context, KVCache* cache = nullptr, bool training = false) const;
   at::Tensor norm(const at::Tensor& hidden) const;
   at::Tensor logits(const at::Tensor& normed) const;
   const at::Tensor& headWeight() const { return head_; }
 
-  KVCache newCache(int64_t batch, int64_t capacity) const;
+  // A cache for prompts and new keys of `columns` in all (its capacity rounded up, see text.cpp).
+  KVCache newCache(int64_t batch, int64_t columns) const;
   int64_t layers() const { return static_cast<int64_t>(layers_.size()); }
   std::vector<DecoderLayer>& mutableLayers() { return layers_; }
   const TextConfig& config() const { return config_; }

@@ -237,6 +237,7 @@ cmd_run() {
   bench+=(--device "$DEVICE" --dtype bf16 --work "$work" --out "$OUT")
   stage fixtures $((100 * scale)) fixtures "${cases[@]}"
   stage "gpu-$as_small-train" $((150 * scale)) node bench/gpu.mjs --config "$small" "${bench[@]}" --only train --variants master,stochastic,pure,lora --name "$name-$as_small-train"
+  # Click and eval beside transformers, and pigg's decode tokens/s (batch 1 and the eval batch) with the static KV cache.
   stage "gpu-$as_small-generate" $((75 * scale)) node bench/gpu.mjs --config "$small" "${bench[@]}" --only click,eval --name "$name-$as_small-generate"
   stage "serve-$as_small" $((75 * scale)) node bench/serve.mjs --config "$small" --device "$DEVICE" "${serve[@]}" --work "$work" --out "$OUT" --name "$name-$as_small"
   stage "gpu-$as_big-train" $((240 * scale)) node bench/gpu.mjs --config "$big" "${bench[@]}" --only train --variants pure,lora --name "$name-$as_big-train"

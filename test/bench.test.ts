@@ -50,9 +50,9 @@ it('bench/gpu.mjs runs every bench end to end on the CPU (tiny config, bf16: all
     expect(result.device).toMatch(/^CPU only/);
     expect(result.versions).toMatchObject({ pigg: '0.1.0', transformers: null });
     const count = (bench: string) => result.rows.filter((r: { bench: string }) => r.bench === bench).length;
-    // 5 variants (master, kahan, stochastic, pure, LoRA) x 7 metrics; click: latency, prefill, per token; eval:
-    // samples/s and the generation child's peak; load: 1.
-    expect([count('train'), count('click'), count('eval'), count('load')]).toEqual([35, 3, 2, 1]);
+    // 5 variants (master, kahan, stochastic, pure, LoRA) x 7 metrics; click: latency, prefill, per token, decode
+    // tokens/s; eval: samples/s, decode tokens/s and the generation child's peak; load: 1.
+    expect([count('train'), count('click'), count('eval'), count('load')]).toEqual([35, 4, 3, 1]);
     for (const variant of ['update mode master', 'update mode kahan', 'update mode stochastic', 'update mode pure', 'LoRA r 8']) {
       expect(result.rows.filter((r: { config: string }) => r.config.includes(variant))).toHaveLength(7);
     }

@@ -5,7 +5,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkFixtureCase, readFixtureCase, runFixtureCase, type CheckRow } from '../lib/engine/fixture.js';
+import { checkFixtureCase, compareFixture, readFixtureCase, runFixtureCase, type CheckRow } from '../lib/engine/fixture.js';
 import { Qwen3VL, type NamedTensors } from '../lib/engine/model.js';
 import { readSafetensors, toFloat64, type HostTensor } from '../lib/safetensors.js';
 
@@ -218,6 +218,20 @@ describe('generation stops at EOS', () => {
 });
 
 describe('fixture helpers', () => {
+  it('compareFixture compares step logits up to and including the first token that differs', () => {
+    const tokens = (data: number[]): HostTensor => ({ dtype: 'I64', shape: [1, 3], data: BigInt64Array.from(data.map(BigInt)) });
+    const logits = (data: number[]): HostTensor => ({ dtype: 'F32', shape: [1, 3, 2], data: Float32Array.from(data) });
+    // Recorded: tokens 0, 1, 1 (margins 2, 0.2, 2). The run picks 0 at step 1 (a low-margin flip), then its step 2
+    // follows another token: its logits are not the recorded ones' to compare.
+    const expected = new Map([['generate.tokens', tokens([0, 1, 1])], ['generate.step_logits', logits([2, 0, 0.4, 0.6, 0, 2])]]);
+    const check = (stepLogits: number[]) => compareFixture(expected, { 'generate.tokens': tokens([0, 0, 1]), 'generate.step_logits': logits(stepLogits) }, undefined, 'bf16')
+      .find((r) => r.name === 'generate.step_logits')!;
+    const flipped = check([2, 0, 0.6, 0.4, 9, -9]);
+    expect(flipped).toMatchObject({ ok: true, note: '2 of 3 steps (the later ones follow another token)' });
+    expect(flipped.diff).toBeCloseTo(0.2, 6);
+    expect(check([2, 0, 1.6, 0.4, 0, 2])).toMatchObject({ ok: false, note: '2 of 3 steps (the later ones follow another token)' });
+  });
+
   it('readFixtureCase resolves the model folder and the input tensors', () => {
     const fixture = readFixtureCase(caseDir('b_batch2_rightpad'));
     expect(fixture.modelDir).toBe(join(ROOT, 'models', 'tiny-tied'));
