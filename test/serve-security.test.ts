@@ -28,7 +28,8 @@ import { Personalizer } from '../lib/personalize/personalizer.js';
 import { readSafetensors, writeSafetensors } from '../lib/safetensors.js';
 import type { ServedPersonalizer } from '../lib/serve/feedback-routes.js';
 import { startServer, type RunningServer } from '../lib/serve/server.js';
-import { JsonDepth } from '../lib/serve/limits.js';
+import { JsonDepth, OffThreadBodies } from '../lib/serve/limits.js';
+import { workerUrl } from '../lib/util/worker-url.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pigg-security-'));
 const data = join(work, 'data');
@@ -607,6 +608,65 @@ describe('a failure inside the server', () => {
     } finally {
       grounder.model.generate = generate;
       await server.close();
+    }
+  });
+});
+
+describe('the engine not answering /ready', () => {
+  it('is a 503 naming the request id; the engine\'s message is only in the log', async () => {
+    const lines: string[] = [];
+    const stream = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(...chunk.toString().split('\n').filter((line) => line !== ''));
+        done();
+      },
+    });
+    const server = await startServer({ grounder, port: 0, logger: { level: 'error', stream } });
+    const adapters = grounder.adapters.bind(grounder);
+    grounder.adapters = () => {
+      throw new Error('model disposed: /opt/secret/model');
+    };
+    try {
+      const response = await fetch(`${server.url}/ready`);
+      const id = response.headers.get('x-request-id')!;
+      const body = await expectError(response, 503, 'not_ready', new RegExp(`^the engine is not available \\(request ${id}; the server's log has the details\\)$`));
+      expect(JSON.stringify(body)).not.toMatch(/secret|disposed/);
+      const logged = lines.map((line) => JSON.parse(line) as { reqId?: string }).filter((line) => line.reqId === id);
+      expect(logged).toEqual([expect.objectContaining({ level: 50, err: expect.objectContaining({ message: 'model disposed: /opt/secret/model' }) })]);
+    } finally {
+      grounder.adapters = adapters;
+      await server.close();
+    }
+  });
+});
+
+describe('the body parser\'s worker dying', () => {
+  it('fails the bodies it held (sent and ending) and the next body gets a new worker', async () => {
+    // The real worker, which dies on a body holding "crash".
+    const script = join(work, 'crashing-body-worker.mjs');
+    writeFileSync(script, [
+      `import ${JSON.stringify(workerUrl(new URL('../lib/serve/limits.ts', import.meta.url).href, 'body-worker.js').href)};`,
+      "import { parentPort } from 'node:worker_threads';",
+      "parentPort.on('message', (m) => { if (m.kind === 'chunk' && Buffer.from(m.bytes).includes('crash')) throw new Error('out of memory'); });",
+    ].join('\n'));
+    const bodies = new OffThreadBodies(new URL(`file://${script}`));
+    try {
+      const ending = bodies.start('/v1/adapters');
+      ending.send(Buffer.from('{"name": "a"}'));
+      const sending = bodies.start('/v1/adapters');
+      sending.send(Buffer.from('{"name": '));
+      const crashing = bodies.start('/v1/adapters');
+      crashing.send(Buffer.from('{"crash": 1}'));
+      const ended = ending.end(); // its end reaches the worker after the chunk that kills it
+      await expect(crashing.end()).rejects.toThrow(/^the body parser's worker thread stopped \(out of memory\)$/);
+      await expect(ended).rejects.toThrow(/worker thread stopped/);
+      sending.send(Buffer.from('"b"}'));
+      await expect(sending.end()).rejects.toThrow(/worker thread stopped/);
+      const next = bodies.start('/v1/adapters');
+      next.send(Buffer.from('{"name": "c", "n": [1, 2]}'));
+      await expect(next.end()).resolves.toEqual({ name: 'c', n: [1, 2] });
+    } finally {
+      await bodies.close();
     }
   });
 });

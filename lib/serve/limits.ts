@@ -49,21 +49,32 @@ interface BodyUpload {
 
 /**
  * Large bodies read, parsed and their images decoded on a worker thread: the bytes go there as they arrive, so
- * the event loop never joins megabytes either. The worker starts on first use and is let go on close.
+ * the event loop never joins megabytes either. The worker starts on first use and is let go on close. A worker that
+ * dies (out of memory, say) fails the bodies it held, each with a 500, and the next body starts a new one.
  */
-class OffThreadBodies {
+export class OffThreadBodies {
   private worker: Worker | null = null;
-  private readonly open = new Set<number>();
+  /** The bodies on the worker now, each with how it fails if the worker dies. */
+  private readonly open = new Map<number, (error: Error) => void>();
   private readonly waiting = new Map<number, (reply: BodyReply) => void>();
   private next = 0;
+
+  constructor(private readonly script: URL = workerUrl(import.meta.url, 'body-worker.js')) {}
 
   start(route: string): BodyUpload {
     const worker = this.started();
     const id = this.next++;
-    this.open.add(id);
-    worker.ref();
     let ended = false;
-    const post = (message: BodyMessage, transfer: ArrayBuffer[] = []) => worker.postMessage(message, transfer);
+    let lost: Error | null = null; // the worker died with this body on it
+    let rejectEnd: ((error: Error) => void) | null = null;
+    this.open.set(id, (error) => {
+      lost = error;
+      rejectEnd?.(error);
+    });
+    worker.ref();
+    const post = (message: BodyMessage, transfer: ArrayBuffer[] = []) => {
+      if (!lost) worker.postMessage(message, transfer);
+    };
     const settle = () => {
       this.open.delete(id);
       this.waiting.delete(id);
@@ -83,6 +94,15 @@ class OffThreadBodies {
       },
       end: () => new Promise((resolve, reject) => {
         ended = true;
+        if (lost) {
+          settle();
+          reject(lost);
+          return;
+        }
+        rejectEnd = (error) => {
+          settle();
+          reject(error);
+        };
         this.waiting.set(id, (reply) => {
           settle();
           if (reply.error !== undefined) {
@@ -103,16 +123,26 @@ class OffThreadBodies {
 
   private started(): Worker {
     if (!this.worker) {
-      this.worker = new Worker(workerUrl(import.meta.url, 'body-worker.js'));
-      this.worker.unref();
-      this.worker.on('message', (reply: BodyReply) => this.waiting.get(reply.id)?.(reply));
+      const worker = new Worker(this.script);
+      worker.unref();
+      worker.on('message', (reply: BodyReply) => this.waiting.get(reply.id)?.(reply));
+      const died = (cause: string) => {
+        if (this.worker !== worker) return; // closed, or already replaced
+        this.worker = null;
+        const error = new Error(`the body parser's worker thread stopped (${cause})`);
+        for (const fail of [...this.open.values()]) fail(error);
+      };
+      worker.on('error', (error) => died(error.message));
+      worker.on('exit', (code) => died(`exit code ${code}`));
+      this.worker = worker;
     }
     return this.worker;
   }
 
   async close(): Promise<void> {
-    await this.worker?.terminate();
+    const worker = this.worker;
     this.worker = null;
+    await worker?.terminate();
   }
 }
 

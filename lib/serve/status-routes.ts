@@ -9,14 +9,16 @@ import type { ServedGrounder } from './served-grounder.js';
 export function registerStatusRoutes(app: FastifyInstance, grounder: ServedGrounder, lifecycle: Lifecycle, metrics: ServeMetrics): void {
   app.get('/health', async () => ({ status: 'ok' }));
 
-  app.get('/ready', async (_request, reply) => {
+  app.get('/ready', async (request, reply) => {
     try {
       const adapters = grounder.adapters().length; // a native call: the engine is alive
       if (lifecycle.draining) throw new Error('draining');
       return { status: 'ready', model: grounder.modelName, adapters, pending: grounder.pending };
     } catch (error) {
-      const message = lifecycle.draining ? 'the server is shutting down' : `the engine is not available: ${(error as Error).message}`;
-      return reply.code(503).send(new ApiError(503, 'not_ready', message).body());
+      if (lifecycle.draining) return reply.code(503).send(new ApiError(503, 'not_ready', 'the server is shutting down').body());
+      // The engine's own message may name server files: it goes to the log, under the request's id.
+      request.log.error({ err: error }, 'readiness: the engine did not answer');
+      return reply.code(503).send(new ApiError(503, 'not_ready', `the engine is not available (request ${request.id}; the server's log has the details)`).body());
     }
   });
 
