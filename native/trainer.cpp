@@ -1,3 +1,6 @@
+// The trainer: which weights train, the step (forward through the model's layer loop, checkpointed backward,
+// the fused head loss), AdamW and its update modes, schedules, saving and state. Near 500 lines because the step
+// and the optimizer share the parameter list and its bookkeeping; the loss is in head_loss.cpp, LoRA in lora.cpp.
 #include "trainer.h"
 
 #include <torch/csrc/autograd/autograd.h>
